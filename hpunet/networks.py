@@ -1,0 +1,124 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+"""Pure functions over the Haiku models, built from a model config.
+
+Everything outside the model files works with these functions and plain
+parameter pytrees; only this module and the model files import Haiku.
+
+`config.model` is a ConfigDict (or dict) with `name` in {"hpunet", "spunet"}
+and the remaining keys equal to the constructor arguments of
+`model.HierarchicalProbUNet` or `spunet.ProbUNet`.
+
+All functions take `seg` as a one-hot float [B, H, W, K] and `img` as
+[B, H, W, C]; `mean` flags are static Python values (bool or one per latent
+level, coarse -> fine).
+"""
+
+import inspect
+from typing import Any, Callable, Mapping, NamedTuple, Optional
+
+import haiku as hk
+import jax
+
+from hpunet import model as hpu_model
+from hpunet import spunet
+
+Array = jax.Array
+Params = Any
+
+TrainOutputs = hpu_model.TrainOutputs
+SampleOutput = hpu_model.SampleOutput
+ReconstructionOutput = hpu_model.ReconstructionOutput
+
+_MODELS = {
+    "hpunet": hpu_model.HierarchicalProbUNet,
+    "spunet": spunet.ProbUNet,
+}
+
+
+class Networks(NamedTuple):
+  """Pure entry points of one model; see the model classes for semantics."""
+  init: Callable[..., Params]  # (rng, *, seg, img) -> params
+  train_outputs: Callable[..., TrainOutputs]  # (params, rng, *, seg, img)
+  reconstruct: Callable[..., Array]  # (params, rng, *, seg, img, mean) -> logits
+  reconstruct_full: Callable[..., ReconstructionOutput]
+  sample: Callable[..., SampleOutput]  # (params, rng, img, *, mean, z_q)
+  sample_n: Callable[..., Array]  # (params, rng, img, *, num_samples, mean)
+  sample_n_full: Callable[..., SampleOutput]
+  latent_dims: tuple[int, ...]  # per latent level, coarse -> fine
+  num_classes: int
+  model_name: str
+
+
+def model_kwargs(model_config: Mapping[str, Any]) -> tuple[str, dict]:
+  """Splits a model config into (name, constructor kwargs), validated."""
+  cfg = dict(model_config.to_dict() if hasattr(model_config, "to_dict") else
+             model_config)
+  name = cfg.pop("name", None)
+  if name not in _MODELS:
+    raise ValueError(f"config.model.name must be one of {sorted(_MODELS)}, "
+                     f"got {name!r}.")
+  for key, value in list(cfg.items()):
+    if isinstance(value, list):
+      cfg[key] = tuple(value)
+  return name, cfg
+
+
+def make_networks(model_config: Mapping[str, Any], *,
+                  activation_constraint: Optional[Callable[[Array], Array]] = None
+                  ) -> Networks:
+  """Builds the pure functions for `model_config` (see module docstring)."""
+  name, kwargs = model_kwargs(model_config)
+  cls = _MODELS[name]
+  try:  # Constructor arguments are validated when a module is built.
+    hk.transform(lambda: cls(**kwargs)).init(None)
+  except TypeError as e:
+    raise ValueError(f"Invalid config.model for {name!r}: {e}") from e
+
+  def build():
+    return cls(activation_constraint=activation_constraint, **kwargs)
+
+  train_outputs = hk.transform(
+      lambda *, seg, img: build().train_outputs(seg=seg, img=img))
+  reconstruct = hk.transform(
+      lambda *, seg, img, mean=False: build().reconstruct(
+          seg=seg, img=img, mean=mean))
+  sample = hk.transform(
+      lambda img, *, mean=False, z_q=None: build().sample(
+          img, mean=mean, z_q=z_q))
+  sample_n = hk.transform(
+      lambda img, *, num_samples, mean=False: build().sample_n(
+          img, num_samples=num_samples, mean=mean))
+  latent_dims = hk.transform(lambda: build().latent_dims).apply({}, None)
+
+  return Networks(
+      init=train_outputs.init,
+      train_outputs=train_outputs.apply,
+      reconstruct=lambda params, rng, **kw: reconstruct.apply(
+          params, rng, **kw).logits,
+      reconstruct_full=reconstruct.apply,
+      sample=sample.apply,
+      sample_n=lambda params, rng, img, **kw: sample_n.apply(
+          params, rng, img, **kw).logits,
+      sample_n_full=sample_n.apply,
+      latent_dims=tuple(latent_dims),
+      num_classes=int(kwargs.get(
+          "num_classes",
+          inspect.signature(cls).parameters["num_classes"].default)),
+      model_name=name)
+
+
+def component_param_counts(params: Params) -> dict[str, int]:
+  """Parameter counts per top-level component (prior, posterior, f_comb...)."""
+  counts: dict[str, int] = {}
+  for module_name, module_params in params.items():
+    # Haiku names are "<model>/~/<component>/~/<submodule>...".
+    parts = module_name.split("/~/")
+    component = parts[1] if len(parts) > 1 else parts[0]
+    if component.startswith("f_comb") or component == "logits":
+      component = "f_comb"
+    elif component.startswith("decoder_") or component == "unet_encoder":
+      component = "unet"
+    n = sum(int(v.size) for v in jax.tree.leaves(module_params))
+    counts[component] = counts.get(component, 0) + n
+  counts["total"] = sum(counts.values())
+  return counts

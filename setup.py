@@ -1,0 +1,90 @@
+# Copyright 2026 The hpunet Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Installs hpunet.
+
+The exact tested versions live in `constraints.txt`; install with
+
+  pip install -c constraints.txt -e ".[data,test]"
+
+Ranges here are deliberately loose enough for `pip` to resolve and tight
+enough to exclude known-broken combinations (see README, "Installation").
+The top-level `datasets/` folder holds TFDS builders and is *not* installed as
+a package: its name would shadow Hugging Face's `datasets`.
+"""
+
+import setuptools
+
+_CORE = [
+    "jax>=0.10.1,<0.11",
+    "jaxlib>=0.10.1,<0.11",
+    "dm-haiku>=0.0.17",
+    "optax>=0.2.8",
+    "chex>=0.1.92",
+    "ml-collections>=1.1.0",
+    "absl-py>=2.5.1",
+    "numpy>=2.0",
+    "scipy>=1.14",
+    "orbax-checkpoint>=0.12.8",
+]
+
+_DATA = [
+    # tensorflow-cpu provides the `tensorflow` module; never install the full
+    # `tensorflow` distribution beside it (both write the same module).
+    "tensorflow-cpu>=2.21,<2.22",
+    "tensorflow-datasets>=4.9.10",
+    "protobuf>=6.31.1,<8",
+    "dm-pix>=0.4.5",
+    # Undeclared dependencies of tensorflow-datasets (see jax_stack.md).
+    "importlib_resources>=7.1.0",
+    "pillow>=13.0.0",
+]
+
+_TEST = [
+    "pytest>=9.2.0",
+    "dill>=0.4.1",  # needed by tfds.testing, undeclared by tfds.
+    # Reference for hpunet.metrics.adapted_rand_error (tests only).
+    "scikit-image>=0.26.0,<0.27",
+]
+
+# Cityscapes AP (hpunet/cityscapes_eval.py). cityscapesscripts itself is NOT
+# listed: its metadata pulls the obsolete `typing` backport and matplotlib,
+# which the instance evaluation never imports. Install it separately with
+#   pip install -c constraints.txt --no-deps cityscapesscripts==2.3.0
+# These are the dependencies its instance evaluation really imports.
+_EVAL = [
+    "pyquaternion>=0.9.9",
+    "pillow>=13.0.0",
+]
+
+setuptools.setup(
+    name="hpunet",
+    version="0.1.0",
+    description=(
+        "Hierarchical Probabilistic U-Net (Kohl et al. 2019) and Probabilistic"
+        " U-Net (Kohl et al. 2018) in JAX/Haiku."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["hpunet", "hpunet.*"]),
+    install_requires=_CORE,
+    extras_require={
+        "data": _DATA,
+        "test": _TEST + _DATA + _EVAL,
+        "eval": _EVAL,
+        "tpu": ["jax[tpu]>=0.10.1,<0.11"],
+        "gpu": ["jax[cuda12]>=0.10.1,<0.11"],
+    },
+)

@@ -1,0 +1,334 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+"""Tests of the HPU-Net (hpunet/model.py, hpunet/networks.py).
+
+The configuration is the official `model_test.py`'s: batch 2, 32x32x1 images,
+2 classes, channels (5, 7, 9, 11, 13) (5 scales, 2x2 bottleneck) and latent
+dims (3, 2, 1). Shapes are ported from it; the value checks it lacked are
+added (official_hpunet.md §9).
+"""
+
+import functools
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hpunet import model as hpu_model
+from hpunet import networks as networks_lib
+from hpunet import unet_utils
+
+_BATCH_SIZE = 2
+_SPATIAL_SHAPE = (32, 32)
+_CHANNELS_PER_BLOCK = (5, 7, 9, 11, 13)
+_LATENT_DIMS = (3, 2, 1)
+_NUM_CLASSES = 2
+
+
+def _model_config(**overrides):
+  cfg = dict(name="hpunet", channels_per_block=_CHANNELS_PER_BLOCK,
+             latent_dims=_LATENT_DIMS, num_classes=_NUM_CLASSES)
+  cfg.update(overrides)
+  return cfg
+
+
+def _inputs(seed=0):
+  rng = np.random.RandomState(seed)
+  img = rng.uniform(size=(_BATCH_SIZE,) + _SPATIAL_SHAPE + (1,))
+  labels = rng.randint(0, _NUM_CLASSES, size=(_BATCH_SIZE,) + _SPATIAL_SHAPE)
+  seg = np.eye(_NUM_CLASSES)[labels]
+  return jnp.asarray(seg, jnp.float32), jnp.asarray(img, jnp.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _networks_and_params():
+  networks = networks_lib.make_networks(_model_config())
+  seg, img = _inputs()
+  params = jax.jit(networks.init)(jax.random.key(0), seg=seg, img=img)
+  return networks, params
+
+
+def _prior_core_outputs(params, img, **kwargs):
+  """Runs the prior core alone (its outputs are not part of the public API)."""
+
+  def f(img):
+    model = hpu_model.HierarchicalProbUNet(
+        latent_dims=_LATENT_DIMS, channels_per_block=_CHANNELS_PER_BLOCK,
+        num_classes=_NUM_CLASSES)
+    return model._prior(img, **kwargs)  # pylint: disable=protected-access
+
+  return jax.jit(hk.transform(f).apply)(params, jax.random.key(3), img)
+
+
+# --- Official shape tests -------------------------------------------------
+
+
+def test_official_shapes():
+  networks, params = _networks_and_params()
+  seg, img = _inputs()
+  sample = jax.jit(networks.sample)(params, jax.random.key(1), img)
+  assert sample.logits.shape == (2, 32, 32, 2)
+  rec = jax.jit(networks.reconstruct)(params, jax.random.key(1), seg=seg,
+                                      img=img)
+  assert rec.shape == (2, 32, 32, 2)
+  prior = _prior_core_outputs(params, img)
+  assert len(prior.distributions) == 3
+  assert [z.shape for z in prior.used_latents] == [(2, 2, 2, 3), (2, 4, 4, 2),
+                                                   (2, 8, 8, 1)]
+  assert [e.shape for e in prior.encoder_features] == [
+      (2, 32 // 2**l, 32 // 2**l, c) for l, c in enumerate(_CHANNELS_PER_BLOCK)]
+  assert prior.decoder_features.shape == (2, 16, 16, 7)
+  kl = jax.jit(networks.train_outputs)(params, jax.random.key(1), seg=seg,
+                                       img=img).kl
+  assert len(kl) == 3 and all(k.shape == (2,) for k in kl)
+  assert all(np.all(np.asarray(k) >= 0) for k in kl)
+
+
+def test_lidc_default_latent_grids_and_widths():
+  """The constructor defaults are the LIDC model: grids 1x1, 2x2, 4x4, 8x8."""
+
+  def f(img):
+    model = hpu_model.HierarchicalProbUNet()
+    out = model.sample(img)
+    return out.logits, out.used_latents
+
+  def g(seg, img):
+    return hpu_model.HierarchicalProbUNet().train_outputs(seg=seg, img=img)
+
+  img = jax.ShapeDtypeStruct((1, 128, 128, 1), jnp.float32)
+  seg = jax.ShapeDtypeStruct((1, 128, 128, 2), jnp.float32)
+  params = jax.eval_shape(hk.transform(g).init, jax.random.key(0), seg, img)
+  logits, latents = jax.eval_shape(hk.transform(f).apply, params,
+                                   jax.random.key(0), img)
+  assert logits.shape == (1, 128, 128, 2)
+  assert [z.shape for z in latents] == [(1, s, s, 1) for s in (1, 2, 4, 8)]
+  # Table of official_hpunet.md §5: first block of enc0 is 1 -> 24 (12); the
+  # core decoder's first block reads z + bottleneck + skip = 1 + 192 + 192.
+  assert params["hpunet/~/prior/~/encoder_0_block_0/~/conv_0"]["w"].shape == (
+      3, 3, 1, 12)
+  assert params["hpunet/~/prior/~/decoder_0_block_0/~/conv_0"]["w"].shape == (
+      3, 3, 385, 96)
+  assert params["hpunet/~/f_comb/~/level_5_block_0/~/conv_0"]["w"].shape == (
+      3, 3, 288, 48)
+  assert params["hpunet/~/f_comb/~/logits"]["w"].shape == (1, 1, 24, 2)
+  # The posterior sees [seg (2), img (1)]; it builds no dead last level.
+  assert params["hpunet/~/posterior/~/encoder_0_block_0/~/conv_0"]["w"].shape \
+      == (3, 3, 3, 12)
+  assert "hpunet/~/posterior/~/decoder_3_block_0/~/conv_0" not in params
+  assert "hpunet/~/prior/~/decoder_3_block_0/~/conv_0" in params
+
+
+# --- Building blocks ------------------------------------------------------
+
+
+def test_initialisers_are_orthogonal_and_truncated_normal():
+  _, params = _networks_and_params()
+  biases = []
+  for name, p in params.items():
+    w = np.asarray(p["w"]).reshape(-1, p["w"].shape[-1])  # (kh*kw*cin, cout)
+    gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    np.testing.assert_allclose(gram, np.eye(gram.shape[0]), atol=1e-5,
+                               err_msg=name)
+    biases.append(np.asarray(p["b"]))
+  biases = np.concatenate(biases)
+  assert np.all(np.abs(biases) <= 0.002 + 1e-7)  # truncated at 2 sigma
+  assert 0.0005 < biases.std() < 0.0015
+
+
+def _numpy_conv(x, w, b):
+  """SAME, stride-1 NHWC conv in numpy (reference for the res-block test)."""
+  kh, kw = w.shape[:2]
+  xp = np.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+  out = np.zeros(x.shape[:3] + (w.shape[-1],))
+  for i in range(kh):
+    for j in range(kw):
+      out += np.einsum("bhwc,cd->bhwd",
+                       xp[:, i:i + x.shape[1], j:j + x.shape[2]], w[i, j])
+  return out + b
+
+
+def test_res_block_matches_numpy_reference():
+  """Pre-activation, relu between convs only, projections, no output relu."""
+  x = np.random.RandomState(0).normal(size=(1, 6, 6, 3)).astype(np.float32)
+  f = hk.transform(lambda x: unet_utils.ResBlock(8, 4, 3, name="block")(x))
+  params = f.init(jax.random.key(0), x)
+  out = np.asarray(f.apply(params, None, x))
+  p = {k.split("/~/")[-1]: {n: np.asarray(v) for n, v in d.items()}
+       for k, d in params.items()}
+  relu = lambda a: np.maximum(a, 0)
+  r = relu(x)
+  r = relu(_numpy_conv(r, p["conv_0"]["w"], p["conv_0"]["b"]))
+  r = relu(_numpy_conv(r, p["conv_1"]["w"], p["conv_1"]["b"]))
+  r = _numpy_conv(r, p["conv_2"]["w"], p["conv_2"]["b"])
+  r = _numpy_conv(r, p["residual_projection"]["w"],
+                  p["residual_projection"]["b"])
+  skip = _numpy_conv(x, p["skip_projection"]["w"], p["skip_projection"]["b"])
+  np.testing.assert_allclose(out, skip + r, rtol=1e-4, atol=1e-5)
+  assert np.any(out < 0)  # the output is not activated
+  # Equal widths: no projections are created.
+  g = hk.transform(lambda x: unet_utils.ResBlock(3, 3, 2, name="b")(x))
+  assert sorted(k.split("/~/")[-1] for k in g.init(jax.random.key(0), x)) == [
+      "conv_0", "conv_1"]
+
+
+def test_resampling():
+  x = jnp.arange(2 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 3)
+  up = unet_utils.resize_up(x)
+  np.testing.assert_array_equal(up[:, ::2, ::2], x)
+  np.testing.assert_array_equal(up[:, 1::2, 1::2], x)
+  np.testing.assert_array_equal(up[:, 1::2, ::2], x)
+  down = hk.transform(unet_utils.resize_down).apply({}, None, x)
+  np.testing.assert_allclose(
+      down, np.asarray(x).reshape(2, 2, 2, 3, 2, 3).mean(axis=(2, 4)))
+  bilinear = unet_utils.resize_up_bilinear(x)
+  np.testing.assert_allclose(
+      bilinear, jax.image.resize(x, (2, 8, 12, 3), "bilinear"), atol=1e-5)
+  with pytest.raises(ValueError, match="even spatial dims"):
+    hk.transform(unet_utils.resize_down).apply({}, None, jnp.ones((1, 3, 4, 1)))
+
+
+# --- Semantics of sample / reconstruct / kl -------------------------------
+
+
+def test_reconstruction_decodes_posterior_latents_through_the_prior():
+  """The prior path is the generator: reconstruct == sample with z_q."""
+  networks, params = _networks_and_params()
+  seg, img = _inputs()
+  rec = jax.jit(networks.reconstruct_full)(params, jax.random.key(5), seg=seg,
+                                           img=img)
+  again = jax.jit(networks.sample)(params, jax.random.key(99), img,
+                                   z_q=rec.used_latents)
+  np.testing.assert_allclose(rec.logits, again.logits, rtol=1e-5, atol=1e-5)
+  # mean=True decodes the posterior means (the IoU_rec reconstruction).
+  rec_mean = jax.jit(functools.partial(networks.reconstruct_full, mean=True))(
+      params, jax.random.key(5), seg=seg, img=img)
+  for z, q in zip(rec_mean.used_latents, rec_mean.posterior):
+    np.testing.assert_array_equal(z, q.loc)
+  # The KL compares q with the prior conditioned on q's own samples.
+  kl = jax.jit(networks.train_outputs)(params, jax.random.key(5), seg=seg,
+                                       img=img).kl
+  expected = [hpu_model.kl_divergence(q, p)
+              for q, p in zip(rec.posterior, rec.prior)]
+  np.testing.assert_allclose(np.stack(kl), np.stack(expected), rtol=1e-5)
+
+
+def test_mean_and_z_q_semantics():
+  networks, params = _networks_and_params()
+  _, img = _inputs()
+  sample = jax.jit(networks.sample, static_argnames="mean")
+  a = sample(params, jax.random.key(1), img, mean=True)
+  b = sample(params, jax.random.key(2), img, mean=True)
+  np.testing.assert_array_equal(a.logits, b.logits)
+  for z, p in zip(a.used_latents, a.prior):
+    np.testing.assert_array_equal(z, p.loc)
+  # Only the finest level sampled ("local" mode of the colab): coarse levels
+  # sit at their conditional means, the finest differs between keys.
+  c = sample(params, jax.random.key(1), img, mean=(True, True, False))
+  d = sample(params, jax.random.key(2), img, mean=(True, True, False))
+  for i in (0, 1):
+    np.testing.assert_array_equal(c.used_latents[i], c.prior[i].loc)
+    np.testing.assert_array_equal(c.used_latents[i], d.used_latents[i])
+  assert not np.allclose(c.used_latents[2], d.used_latents[2])
+  assert not np.allclose(c.used_latents[2], c.prior[2].loc)
+  # Only the most global level sampled: finer levels are the prior means
+  # conditioned on it, so they differ between keys.
+  e = sample(params, jax.random.key(1), img, mean=(False, True, True))
+  f = sample(params, jax.random.key(2), img, mean=(False, True, True))
+  assert not np.allclose(e.used_latents[0], f.used_latents[0])
+  np.testing.assert_array_equal(e.used_latents[2], e.prior[2].loc)
+  assert not np.allclose(e.used_latents[2], f.used_latents[2])
+  # z_q overrides mean and sampling.
+  z_q = tuple(jnp.full(z.shape, 0.3) for z in a.used_latents)
+  g = sample(params, jax.random.key(7), img, mean=True, z_q=z_q)
+  for z, zq in zip(g.used_latents, z_q):
+    np.testing.assert_array_equal(z, zq)
+  # Same seed, same output; different seed, different output.
+  h1 = sample(params, jax.random.key(11), img)
+  h2 = sample(params, jax.random.key(11), img)
+  h3 = sample(params, jax.random.key(12), img)
+  np.testing.assert_array_equal(h1.logits, h2.logits)
+  assert not np.allclose(h1.logits, h3.logits)
+  with pytest.raises(ValueError, match="3 latent levels"):
+    networks.sample(params, jax.random.key(1), img, mean=(True, False))
+
+
+def test_sample_n_equals_full_model_per_sample():
+  """The encoder-reuse path equals the full network run per sample."""
+  networks, params = _networks_and_params()
+  _, img = _inputs()
+  num_samples = 3
+  out = jax.jit(networks.sample_n_full, static_argnames="num_samples")(
+      params, jax.random.key(4), img, num_samples=num_samples)
+  assert out.logits.shape == (num_samples, 2, 32, 32, 2)
+  sample = jax.jit(networks.sample)
+  for s in range(num_samples):
+    z_q = tuple(z[s] for z in out.used_latents)
+    full = sample(params, jax.random.key(0), img, z_q=z_q)
+    np.testing.assert_allclose(out.logits[s], full.logits, rtol=1e-4,
+                               atol=1e-5)
+    # Each level's latent is a draw from the conditional prior of that run.
+    for z, p, fp in zip(z_q, (d.loc[s] for d in out.prior), full.prior):
+      np.testing.assert_allclose(p, fp.loc, rtol=1e-4, atol=1e-5)
+  assert not np.allclose(out.logits[0], out.logits[1])
+  # Standardised noise of the sampled latents looks standard normal.
+  eps = np.concatenate([
+      np.ravel((z - d.loc) / np.exp(d.log_scale))
+      for z, d in zip(out.used_latents, out.prior)])
+  assert abs(eps.mean()) < 0.3 and 0.7 < eps.std() < 1.3
+
+
+def test_kl_divergence_matches_monte_carlo_and_is_zero_for_equal():
+  rng = np.random.RandomState(0)
+  shape = (2, 1, 1, 3)
+  q = hpu_model.Gaussian(jnp.asarray(rng.normal(size=shape), jnp.float32),
+                         jnp.asarray(0.3 * rng.normal(size=shape), jnp.float32))
+  p = hpu_model.Gaussian(jnp.asarray(rng.normal(size=shape), jnp.float32),
+                         jnp.asarray(0.3 * rng.normal(size=shape), jnp.float32))
+  analytic = np.asarray(hpu_model.kl_divergence(q, p))
+  n = 400_000
+  eps = jax.random.normal(jax.random.key(0), (n,) + shape)
+  z = q.loc + jnp.exp(q.log_scale) * eps
+
+  def log_density(z, d):
+    return jnp.sum(-0.5 * jnp.square((z - d.loc) / jnp.exp(d.log_scale)) -
+                   d.log_scale - 0.5 * np.log(2 * np.pi), axis=(2, 3, 4))
+
+  mc = np.asarray(jnp.mean(log_density(z, q) - log_density(z, p), axis=0))
+  np.testing.assert_allclose(analytic, mc, rtol=0.02, atol=0.01)
+  assert np.all(analytic > 0)
+  np.testing.assert_allclose(hpu_model.kl_divergence(q, q), 0.0, atol=1e-6)
+
+
+def test_ablation_options_of_table_2():
+  seg, img = _inputs()
+  # Local latents only: no latent at the coarse levels, only at the finest.
+  local = networks_lib.make_networks(_model_config(latent_dims=(0, 0, 1)))
+  params = jax.eval_shape(local.init, jax.random.key(0), seg=seg, img=img)
+  out = jax.eval_shape(local.train_outputs, params, jax.random.key(0),
+                       seg=seg, img=img)
+  assert len(out.kl) == 1
+  assert not any("latent_head_0" in k or "latent_head_1" in k for k in params)
+  assert params["hpunet/~/prior/~/latent_head_2"]["w"].shape == (1, 1, 9, 2)
+  # Global latents only: one level of 85 latents at the bottleneck.
+  glob = networks_lib.make_networks(
+      _model_config(channels_per_block=(5, 7, 9, 11, 13, 13), latent_dims=(85,)))
+  params = jax.eval_shape(glob.init, jax.random.key(0), seg=seg, img=img)
+  sample = jax.eval_shape(glob.sample, params, jax.random.key(0), img)
+  assert [z.shape for z in sample.used_latents] == [(2, 1, 1, 85)]
+  assert glob.latent_dims == (85,)
+
+
+def test_bad_configs_raise_clear_errors():
+  with pytest.raises(ValueError, match="down_channels_per_block must be int"):
+    networks_lib.make_networks(_model_config(
+        down_channels_per_block=(2.5, 3, 4, 5, 6)))
+  with pytest.raises(ValueError, match="has 2 entries"):
+    networks_lib.make_networks(_model_config(down_channels_per_block=(2, 3)))
+  with pytest.raises(ValueError, match="config.model.name"):
+    networks_lib.make_networks(dict(name="unet"))
+  with pytest.raises(ValueError, match="Invalid config.model"):
+    networks_lib.make_networks(_model_config(num_latents=3))
+  networks, params = _networks_and_params()
+  with pytest.raises(ValueError, match="divisible by 16"):
+    networks.sample(params, jax.random.key(0), jnp.ones((1, 24, 24, 1)))

@@ -1,0 +1,246 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+"""Tests of the losses, GECO and the objectives (pure JAX)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from hpunet import geco
+from hpunet import losses
+from hpunet import networks as networks_lib
+from hpunet import objectives
+
+
+# --- Cross-entropy and top-k ---------------------------------------------
+
+
+def _logits_and_seg(shape=(2, 10, 10), num_classes=3, seed=0):
+  rng = np.random.RandomState(seed)
+  logits = rng.normal(size=shape + (num_classes,)).astype(np.float32)
+  labels = rng.randint(0, num_classes, size=shape)
+  return jnp.asarray(logits), jnp.asarray(np.eye(num_classes)[labels],
+                                          jnp.float32)
+
+
+def test_masked_cross_entropy_is_a_per_image_sum_averaged_over_images():
+  logits, seg = _logits_and_seg()
+  mask = np.ones((2, 10, 10), np.float32)
+  mask[1, :5] = 0.0
+  rec = losses.reconstruction_loss(logits, seg, jnp.asarray(mask))
+  log_p = np.asarray(jax.nn.log_softmax(logits))
+  xe = -np.sum(np.asarray(seg) * log_p, -1)
+  np.testing.assert_allclose(rec.sum, np.mean((xe * mask).sum((1, 2))),
+                             rtol=1e-5)
+  np.testing.assert_allclose(rec.mean, (xe * mask).sum() / mask.sum(),
+                             rtol=1e-5)
+  np.testing.assert_array_equal(rec.mask, mask)
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_top_k_selects_exactly_k_and_never_a_masked_pixel(deterministic):
+  logits, seg = _logits_and_seg(shape=(4, 16, 16))
+  mask = np.ones((4, 16, 16), np.float32)
+  mask[:, :, :6] = 0.0  # 37.5% masked
+  rec = losses.reconstruction_loss(
+      logits, seg, jnp.asarray(mask), top_k_percentage=0.02,
+      deterministic_top_k=deterministic, rng=jax.random.key(0))
+  k = int(0.02 * 4 * 16 * 16)  # from all pixels, masked or not: 20
+  selected = np.asarray(rec.mask)
+  assert k == 20 and selected.sum() == k
+  assert set(np.unique(selected)) <= {0.0, 1.0}
+  assert np.all(selected[mask == 0] == 0)
+  xe = np.asarray(losses.softmax_cross_entropy(logits, seg))
+  if deterministic:  # the k largest valid CEs
+    threshold = np.sort(xe[mask == 1])[-k]
+    np.testing.assert_array_equal(selected == 1,
+                                  (xe >= threshold) & (mask == 1))
+  np.testing.assert_allclose(rec.sum, np.mean((xe * selected).sum((1, 2))),
+                             rtol=1e-5)
+  # When fewer valid pixels than k remain, masked pixels are still excluded.
+  sparse = np.zeros_like(mask)
+  sparse[0, 0, :5] = 1.0
+  rec = losses.reconstruction_loss(
+      logits, seg, jnp.asarray(sparse), top_k_percentage=0.02,
+      deterministic_top_k=deterministic, rng=jax.random.key(1))
+  np.testing.assert_array_equal(rec.mask, sparse)
+
+
+def test_stochastic_top_k_samples_proportionally_to_the_loss():
+  """Gumbel top-k: pixels with higher CE are chosen more often."""
+  xe = jnp.asarray(np.repeat([0.1, 1.0, 4.0], 100).reshape(1, 3, 100))
+  mask = jnp.ones_like(xe)
+  counts = np.zeros((3,))
+  for seed in range(200):
+    sel = losses.top_k_mask(xe, mask, k=6, deterministic=False,
+                            rng=jax.random.key(seed))
+    counts += np.asarray(sel).reshape(3, 100).sum(1)
+  freq = counts / counts.sum()
+  # Proportional to CE (0.1 : 1 : 4) for k much smaller than each group.
+  np.testing.assert_allclose(freq, np.array([0.1, 1.0, 4.0]) / 5.1, atol=0.03)
+  sel_a = losses.top_k_mask(xe, mask, k=6, deterministic=False,
+                            rng=jax.random.key(0))
+  sel_b = losses.top_k_mask(xe, mask, k=6, deterministic=False,
+                            rng=jax.random.key(0))
+  np.testing.assert_array_equal(sel_a, sel_b)
+
+
+def test_top_k_has_no_gradient_through_the_selection():
+  logits, seg = _logits_and_seg(shape=(1, 8, 8))
+
+  def f(logits):
+    return losses.reconstruction_loss(logits, seg, top_k_percentage=0.25,
+                                      deterministic_top_k=True).sum
+
+  grad = np.asarray(jax.grad(f)(logits))
+  selected = np.asarray(losses.reconstruction_loss(
+      logits, seg, top_k_percentage=0.25, deterministic_top_k=True).mask)
+  # Only selected pixels receive gradient, and exactly the CE gradient there.
+  ce_grad = np.asarray(jax.nn.softmax(logits)) - np.asarray(seg)
+  np.testing.assert_allclose(grad, ce_grad * selected[..., None], atol=1e-6)
+
+
+def test_top_k_percentage_validation():
+  with pytest.raises(ValueError, match="selects no pixel"):
+    losses.num_top_k(10, 0.02)
+  with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+    losses.num_top_k(100, 2.0)
+
+
+# --- GECO ---------------------------------------------------------------
+
+
+def test_lagrange_multiplier_starts_at_one_with_reversed_scaled_gradient():
+  v = geco.init_lagrange_multiplier()
+  np.testing.assert_allclose(geco.lagrange_multiplier(v, 0.01), 1.0, rtol=1e-6)
+  grad = jax.grad(lambda v: geco.lagrange_multiplier(v, 0.01))(v)
+  exact = 2 * jax.nn.softplus(v) * jax.nn.sigmoid(v)  # d softplus(v)^2 / dv
+  np.testing.assert_allclose(grad, -0.01 * exact, rtol=1e-5)
+  # ~ -0.0126 * c at initialisation (official_hpunet.md §7.4).
+  np.testing.assert_allclose(grad, -0.0126, atol=2e-4)
+
+
+def test_moving_average_starts_at_first_value_with_straight_through_grad():
+  state = geco.init_geco_state()
+  out, state = geco.moving_average(jnp.asarray(5.0), state, 0.99)
+  assert float(out) == 5.0 and float(state.ma) == 5.0 and bool(state.initialized)
+  out, state = geco.moving_average(jnp.asarray(1.0), state, 0.99)
+  np.testing.assert_allclose(out, 0.99 * 5.0 + 0.01 * 1.0, rtol=1e-6)
+  grad = jax.grad(lambda x: geco.moving_average(x, state, 0.99)[0])(3.0)
+  assert float(grad) == 1.0
+
+
+def test_lambda_rises_above_and_falls_below_the_threshold():
+  """Scripted reconstruction values: lambda goes up, then down (Adam, lr)."""
+  kappa, n_sel = 0.05, 100.0
+  threshold = kappa * n_sel  # 5 nats per image
+  params = {"v": geco.init_lagrange_multiplier()}
+  opt = optax.adam(1e-2)
+  opt_state = opt.init(params)
+  state = geco.init_geco_state()
+
+  def step(params, opt_state, state, rec):
+    def loss_fn(params):
+      out = geco.geco_loss(rec, jnp.asarray(n_sel), jnp.asarray(0.0),
+                           params["v"], state, kappa=kappa)
+      return out.loss, out
+    grads, out = jax.grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, out
+
+  lams = []
+  script = [3 * threshold] * 30 + [0.1 * threshold] * 600
+  for rec in script:
+    params, opt_state, out = step(params, opt_state, state, jnp.asarray(rec))
+    state = out.state
+    lams.append(float(out.lagmul))
+  assert lams[0] == pytest.approx(1.0)
+  assert lams[29] > 1.2  # rec above target: lambda rises
+  # Once the EMA has dropped below the threshold lambda falls.
+  assert lams[-1] < lams[29] - 0.2
+  assert np.all(np.diff(lams[:29]) > 0)
+
+
+def test_geco_parameter_gradient_is_lambda_times_reconstruction_gradient():
+  theta = jnp.asarray([0.5, -1.5, 2.0])
+  rec_fn = lambda t: jnp.sum(jnp.square(t)) * 10.0
+  kl_fn = lambda t: jnp.sum(jnp.abs(t))
+  v = jnp.asarray(1.3)  # lambda = softplus(1.3)^2 != 1
+  state = geco.GecoState(jnp.asarray(7.0), jnp.asarray(True))
+
+  def loss(theta):
+    return geco.geco_loss(rec_fn(theta), jnp.asarray(50.0), kl_fn(theta), v,
+                          state, kappa=0.05).loss
+
+  lam = float(jnp.square(jax.nn.softplus(v)))
+  expected = lam * jax.grad(rec_fn)(theta) + jax.grad(kl_fn)(theta)
+  np.testing.assert_allclose(jax.grad(loss)(theta), expected, rtol=1e-5)
+  out = geco.geco_loss(rec_fn(theta), jnp.asarray(50.0), kl_fn(theta), v,
+                       state, kappa=0.05)
+  ma = 0.99 * 7.0 + 0.01 * float(rec_fn(theta))
+  np.testing.assert_allclose(out.constraint, ma - 0.05 * 50.0, rtol=1e-5)
+  np.testing.assert_allclose(out.loss, lam * (ma - 2.5) + kl_fn(theta),
+                             rtol=1e-5)
+
+
+# --- The objective on a real (tiny) model --------------------------------
+
+_TINY_MODEL = dict(name="hpunet", channels_per_block=(4, 6, 8),
+                   latent_dims=(1, 1), num_classes=2, blocks_per_level=1,
+                   convs_per_block=2)
+
+
+def _tiny_batch():
+  rng = np.random.RandomState(0)
+  return {
+      "image": jnp.asarray(rng.uniform(size=(2, 8, 8, 1)), jnp.float32),
+      "seg": jnp.asarray(rng.randint(0, 2, size=(2, 8, 8)), jnp.int32),
+      "mask": jnp.ones((2, 8, 8), jnp.float32),
+  }
+
+
+def test_elbo_objective_value_and_weight_decay():
+  networks = networks_lib.make_networks(_TINY_MODEL)
+  batch = _tiny_batch()
+  cfg = dict(type="elbo", beta=2.0, weight_decay=1e-5)
+  params = objectives.init_params(networks, jax.random.key(0), batch, cfg)
+  assert set(params) == {"model"}
+  loss, (state, m) = jax.jit(lambda p, r: objectives.objective(
+      p, geco.init_geco_state(), r, batch, networks=networks,
+      loss_config=cfg))(params, jax.random.key(1))
+  wd = sum(float(jnp.sum(x**2)) for x in jax.tree.leaves(params["model"]))
+  np.testing.assert_allclose(m["weight_decay"], wd, rtol=1e-5)
+  np.testing.assert_allclose(
+      loss, m["rec_loss_sum"] + 2.0 * m["kl_sum"] + 1e-5 * wd, rtol=1e-5)
+  np.testing.assert_allclose(m["kl_sum"], m["kl_0"] + m["kl_1"], rtol=1e-6)
+  assert float(m["num_valid_pixels"]) == 64.0  # no top-k: every pixel
+  assert not bool(state.initialized)  # the ELBO leaves the GECO state alone
+
+
+def test_geco_objective_trains_the_multiplier_with_the_same_optimizer():
+  networks = networks_lib.make_networks(_TINY_MODEL)
+  batch = _tiny_batch()
+  cfg = dict(type="geco", kappa=0.05, top_k_percentage=0.25)
+  params = objectives.init_params(networks, jax.random.key(0), batch, cfg)
+  np.testing.assert_allclose(params["lagrange_multiplier"], geco.V0)
+  grad_fn = jax.jit(jax.grad(lambda p, s, r: objectives.objective(
+      p, s, r, batch, networks=networks, loss_config=cfg), has_aux=True))
+  grads, (state, m) = grad_fn(params, geco.init_geco_state(),
+                              jax.random.key(1))
+  assert float(m["lagmul"]) == pytest.approx(1.0)
+  # k = 25% of 2*8*8 = 32 pixels, i.e. 16 per image on average.
+  assert float(m["num_valid_pixels"]) == 16.0
+  np.testing.assert_allclose(state.ma, m["rec_loss_sum"], rtol=1e-6)
+  # The reconstruction is far above 0.05 nats/pixel: the multiplier's
+  # gradient is negative, so gradient *descent* raises lambda.
+  c = float(m["rec_loss_sum"]) - 0.05 * 16.0
+  assert c > 0
+  np.testing.assert_allclose(grads["lagrange_multiplier"], -0.0126 * c,
+                             rtol=0.02)
+  with pytest.raises(ValueError, match="kappa"):
+    objectives.objective(params, state, jax.random.key(1), batch,
+                         networks=networks, loss_config=dict(type="geco"))
+  with pytest.raises(ValueError, match="beta"):
+    objectives.objective(params, state, jax.random.key(1), batch,
+                         networks=networks, loss_config=dict(type="elbo"))
