@@ -1,0 +1,219 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+"""Tests of hpunet/build_dataset.py: builder loading, build(), the CLI."""
+
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from hpunet import build_dataset
+
+_REPO = pathlib.Path(build_dataset.__file__).resolve().parent.parent
+_LIDC_DUMMY = _REPO / "datasets" / "lidc" / "dummy_data"
+
+
+def _lidc_dummy_maker():
+  spec = importlib.util.spec_from_file_location(
+      "lidc_make_dummy_data_for_build_test",
+      _LIDC_DUMMY / "make_dummy_data.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _split_sizes(name, data_dir):
+  return {split: len(tfds.data_source(name, split=split, data_dir=data_dir))
+          for split in ("train", "validation", "test")}
+
+
+# ----------------------------------------------------------------------------
+# load_builder_module
+# ----------------------------------------------------------------------------
+
+
+def test_load_builder_module_registers_each_builder_once(tmp_path):
+  module = build_dataset.load_builder_module("lidc")
+  assert build_dataset.load_builder_module("lidc/pickle:1.0.0") is module
+  assert module.__name__ == "_hpunet_datasets.lidc.lidc_dataset_builder"
+  assert module.Builder.name == "lidc"
+  builder = tfds.builder("lidc/pickle", data_dir=tmp_path)
+  assert isinstance(builder, module.Builder)
+  assert builder.builder_config.name == "pickle"
+  # README.md and CITATIONS.bib beside the builder are found by TFDS.
+  assert "armato2011lidc" in builder.info.citation
+  assert "LIDC-IDRI" in builder.info.description
+
+
+@pytest.mark.parametrize("name,configs", [
+    ("lidc", ["crops", "pickle"]),
+    ("snemi3d", []),
+    ("cityscapes", ["cars", "flips"]),
+])
+def test_every_builder_loads(name, configs):
+  module = build_dataset.load_builder_module(name)
+  assert name in build_dataset.available_datasets()
+  assert module.Builder.name == name
+  assert [c.name for c in module.Builder.BUILDER_CONFIGS] == configs
+  assert module.Builder.MANUAL_DOWNLOAD_INSTRUCTIONS
+
+
+def test_unknown_and_invalid_names():
+  with pytest.raises(FileNotFoundError) as info:
+    build_dataset.load_builder_module("no_such_dataset")
+  message = str(info.value)
+  assert "no_such_dataset_dataset_builder.py" in message
+  assert "lidc" in message and "snemi3d" in message  # The available ones.
+  for bad in ("../etc", "Lidc", "", "/lidc"):
+    with pytest.raises(ValueError, match="Invalid dataset name"):
+      build_dataset.load_builder_module(bad)
+
+
+def test_generic_loading_from_another_folder(tmp_path):
+  """Any datasets/<n>/<n>_dataset_builder.py works, with relative imports."""
+  folder = tmp_path / "datasets" / "hpunet_toy_fixture"
+  folder.mkdir(parents=True)
+  (folder / "helpers.py").write_text("VALUES = (3, 1, 2)\n")
+  (folder / "README.md").write_text("A toy dataset for build tests.\n")
+  (folder / "hpunet_toy_fixture_dataset_builder.py").write_text(
+      textwrap.dedent("""\
+          import numpy as np
+          import tensorflow_datasets as tfds
+          from . import helpers
+
+          class Builder(tfds.core.GeneratorBasedBuilder):
+            VERSION = tfds.core.Version("1.0.0")
+
+            def _info(self):
+              return self.dataset_info_from_configs(
+                  features=tfds.features.FeaturesDict(
+                      {"x": tfds.features.Tensor(shape=(), dtype=np.int32)}))
+
+            def _split_generators(self, dl_manager):
+              return {"train": self._generate_examples()}
+
+            def _generate_examples(self):
+              for i, v in enumerate(helpers.VALUES):
+                yield i, {"x": v}
+          """))
+  builder = build_dataset.build(
+      "hpunet_toy_fixture", data_dir=tmp_path / "tfds",
+      file_format="array_record", datasets_dir=tmp_path / "datasets")
+  assert builder.info.description.startswith("A toy dataset")
+  source = tfds.data_source("hpunet_toy_fixture", split="train",
+                            data_dir=tmp_path / "tfds")
+  assert sorted(int(source[i]["x"]) for i in range(len(source))) == [1, 2, 3]
+
+
+# ----------------------------------------------------------------------------
+# build()
+# ----------------------------------------------------------------------------
+
+
+def test_build_and_load(tmp_path):
+  builder = build_dataset.build("lidc", manual_dir=_LIDC_DUMMY,
+                                data_dir=tmp_path, file_format="array_record")
+  assert builder.info.full_name == "lidc/crops/1.0.0"
+  assert _split_sizes("lidc/crops", tmp_path) == {
+      "train": 5, "validation": 2, "test": 2}
+  # A second call reuses the prepared dataset.
+  build_dataset.build("lidc", manual_dir=_LIDC_DUMMY, data_dir=tmp_path,
+                      file_format="array_record")
+
+
+def test_manual_dir_problems_repeat_the_instructions(tmp_path):
+  missing = tmp_path / "nowhere"
+  with pytest.raises(FileNotFoundError,
+                     match=rf"Manual directory {missing} .* does not exist or"
+                     r" is empty\..*train\.tar\.gz, val\.tar\.gz"):
+    build_dataset.build("lidc", manual_dir=missing, data_dir=tmp_path)
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(FileNotFoundError, match="does not exist or is empty"):
+    build_dataset.build("lidc", manual_dir=tmp_path / "empty",
+                        data_dir=tmp_path)
+  with pytest.raises(FileNotFoundError, match="needs --manual_dir"):
+    build_dataset.build("snemi3d", manual_dir=None, data_dir=tmp_path)
+  with pytest.raises(ValueError, match="file_format='parquet'"):
+    build_dataset.build("lidc", manual_dir=_LIDC_DUMMY, data_dir=tmp_path,
+                        file_format="parquet")
+
+
+def test_wrong_files_in_manual_dir_are_listed(tmp_path):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  (manual / "train.tar.gz").write_bytes(b"")
+  (manual / "lidc.zip").write_bytes(b"")
+  with pytest.raises(FileNotFoundError) as info:
+    build_dataset.build("lidc/crops", manual_dir=manual,
+                        data_dir=tmp_path / "tfds")
+  message = str(info.value)
+  assert f"in manual_dir {manual}" in message
+  assert "val.tar.gz (or extracted val/images, val/gt)" in message
+  assert "test.tar.gz" in message
+  assert "gt/<patient>/z-<zpos>_c<crop>_l<g>.png" in message
+
+
+def test_failed_build_leaves_no_dataset_behind(tmp_path):
+  """A generator failing after the train split was written."""
+  dummy = _lidc_dummy_maker()
+  manual, data_dir = tmp_path / "manual", tmp_path / "tfds"
+  files = dummy.crop_files("test")
+  bad = "images/LIDC-IDRI-0005/z-7.0_c1.png"
+  files[bad] = dummy._png(np.zeros((180, 170), np.uint8))
+  dummy.write_crops(manual, files_by_split={"test": files})
+  with pytest.raises(ValueError, match=rf"test\.tar\.gz: {bad}: image is"
+                     r" 170x180 \(width x height\), expected 180x180"):
+    build_dataset.build("lidc/crops", manual_dir=manual, data_dir=data_dir)
+  leftovers = [p for p in data_dir.rglob("*")
+               if "lidc-" in p.name or "incomplete" in p.name]
+  assert not leftovers
+  assert not (data_dir / "lidc" / "crops" / "1.0.0").exists()
+  assert not tfds.builder("lidc/crops", data_dir=data_dir).is_prepared()
+  # After fixing the input the same data_dir builds normally.
+  dummy.write_crops(manual)
+  builder = build_dataset.build("lidc/crops", manual_dir=manual,
+                                data_dir=data_dir, file_format="array_record")
+  assert builder.is_prepared()
+  assert _split_sizes("lidc/crops", data_dir)["test"] == 2
+
+
+# ----------------------------------------------------------------------------
+# python -m hpunet.build_dataset
+# ----------------------------------------------------------------------------
+
+
+def _run_cli(*args):
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(
+      [str(_REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  return subprocess.run(
+      [sys.executable, "-m", "hpunet.build_dataset", *args], cwd=_REPO,
+      env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_cli_builds_end_to_end(tmp_path):
+  result = _run_cli("lidc/crops", f"--manual_dir={_LIDC_DUMMY}",
+                    f"--data_dir={tmp_path}", "--file_format=array_record")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Prepared lidc/crops/1.0.0" in result.stdout
+  assert "train: 5 examples" in result.stdout
+  assert _split_sizes("lidc/crops", tmp_path) == {
+      "train": 5, "validation": 2, "test": 2}
+  example = tfds.data_source("lidc/crops", split="validation",
+                             data_dir=tmp_path)[0]
+  assert example["masks"].shape == (180, 180, 4)
+
+
+def test_cli_reports_bad_input(tmp_path):
+  result = _run_cli("lidc", f"--manual_dir={tmp_path / 'missing'}",
+                    f"--data_dir={tmp_path}")
+  assert result.returncode != 0
+  assert "does not exist or is empty" in result.stderr
+  assert "val.tar.gz" in result.stderr
+  assert not (tmp_path / "lidc").exists()
