@@ -1,0 +1,123 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+"""Tests of the synthetic dataset: exact mode distribution, graders, builder."""
+
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from hpunet import build_dataset
+
+synthetic = build_dataset.load_builder_module("synthetic")
+
+# Chi-square critical values at p = 0.001.
+_CHI2_CRIT = {17: 40.79}
+
+
+def _mode_index(modes, mask):
+  """Index of the mode equal to `mask` (exactly one must match)."""
+  hits = np.flatnonzero((modes == mask[None]).all(axis=(1, 2)))
+  assert len(hits) == 1, f"grader mask matches {len(hits)} modes"
+  return int(hits[0])
+
+
+def test_mode_probabilities_exact():
+  probs = synthetic.mode_probabilities([0, 2])
+  assert probs.shape == (18,)
+  np.testing.assert_allclose(probs.sum(), 1.0, rtol=0, atol=1e-15)
+  # g = 1, blob 1 (p = 0.2) thin, blob 2 (p = 0.8) thick.
+  np.testing.assert_allclose(probs[9 + 3 * 1 + 2], 0.5 * 0.2 * 0.6 * 0.8 * 0.4)
+  # Nothing ambiguous annotated.
+  np.testing.assert_allclose(probs[0], 0.5 * 0.8 * 0.2)
+
+
+def test_example_structure_and_determinism():
+  size = 32
+  ex = synthetic.generate_example(size, synthetic.split_seed(0, "train", 7))
+  again = synthetic.generate_example(size, synthetic.split_seed(0, "train", 7))
+  other = synthetic.generate_example(size, synthetic.split_seed(0, "test", 7))
+  for key in ("image", "masks", "modes", "mode_probs"):
+    np.testing.assert_array_equal(ex[key], again[key])
+  assert not np.array_equal(ex["image"], other["image"])
+  assert ex["image"].shape == (size, size, 1) and ex["image"].dtype == np.uint8
+  assert ex["masks"].shape == (size, size, 4) and ex["masks"].dtype == np.uint8
+  assert ex["modes"].shape == (18, size, size)
+  assert ex["mode_probs"].dtype == np.float32
+  assert np.isclose(ex["mode_probs"].sum(dtype=np.float64), 1.0, atol=1e-6)
+  np.testing.assert_allclose(ex["mode_probs"],
+                             synthetic.mode_probabilities(ex["levels"]),
+                             rtol=1e-6)
+  assert set(np.unique(ex["modes"])) <= {0, 1}
+  # All 18 modes are distinct masks; the factor structure is nested:
+  # thick contains thin contains nothing, spots add pixels.
+  flat = ex["modes"].reshape(18, -1)
+  assert len({m.tobytes() for m in flat}) == 18
+  sums = flat.sum(1).reshape(2, 3, 3)
+  assert (sums[1] > sums[0]).all()
+  assert (sums[:, 2] > sums[:, 1]).all() and (sums[:, 1] > sums[:, 0]).all()
+  assert (sums[:, :, 2] > sums[:, :, 1]).all()
+  assert (ex["modes"][17] >= ex["modes"]).all()  # everything annotated
+  for j in range(4):
+    assert _mode_index(ex["modes"], ex["masks"][..., j]) == (
+        ex["grader_modes"][j])
+
+
+def test_grader_frequencies_match_mode_probabilities():
+  """Chi-square of grader draws (matched to modes) against the exact probs."""
+  observed = np.zeros(18)
+  expected = np.zeros(18)
+  for i in range(500):
+    ex = synthetic.generate_example(32, synthetic.split_seed(1, "train", i))
+    expected += 4 * ex["mode_probs"].astype(np.float64)
+    for j in range(4):
+      observed[_mode_index(ex["modes"], ex["masks"][..., j])] += 1
+  assert observed.sum() == 2000
+  chi2 = ((observed - expected) ** 2 / expected).sum()
+  assert chi2 < _CHI2_CRIT[17], (chi2, observed, expected)
+  # The marginals of the three factor kinds, with a 4.5 sigma tolerance.
+  obs = observed.reshape(2, 3, 3)
+  exp = expected.reshape(2, 3, 3)
+  for o, e in ((obs.sum((1, 2)), exp.sum((1, 2))),
+               (obs.sum((0, 2)), exp.sum((0, 2))),
+               (obs.sum((0, 1)), exp.sum((0, 1)))):
+    p = e / 2000
+    np.testing.assert_array_less(np.abs(o - e),
+                                 4.5 * np.sqrt(2000 * p * (1 - p)))
+
+
+def test_blob_brightness_encodes_annotation_probability():
+  """The image shows the level of each ambiguous blob (learnable task)."""
+  for i in range(20):
+    ex = synthetic.generate_example(64, synthetic.split_seed(2, "train", i))
+    image = ex["image"][..., 0] / 255.0
+    certain = ex["modes"][0].astype(bool)  # g = 0, nothing ambiguous
+    for k, level in enumerate(ex["levels"]):
+      # Mode with only blob k (thin) annotated beside the certain blob.
+      idx = 3 * 1 if k == 0 else 1
+      blob = ex["modes"][idx].astype(bool) & ~certain
+      mean = image[blob].mean()
+      nearest = np.argmin(np.abs(np.array(synthetic.LEVEL_INTENSITY) - mean))
+      assert nearest == level, (i, k, mean, level)
+
+
+class SyntheticBuilderTest(tfds.testing.DatasetBuilderTestCase):
+  """TFDS builder checks for the tiny config (generated, no dummy data)."""
+  DATASET_CLASS = synthetic.Builder
+  BUILDER_CONFIG_NAMES_TO_TEST = ["s32"]
+  SPLITS = {"train": 512, "validation": 64, "test": 64}
+  EXAMPLE_DIR = os.path.dirname(synthetic.__file__)  # nothing is downloaded
+  SKIP_CHECKSUMS = True
+
+
+def test_builder_examples_match_generator(tmp_path):
+  builder = build_dataset.build("synthetic/s32", data_dir=tmp_path)
+  ds = builder.as_dataset(split="validation")
+  seen = 0
+  for ex in tfds.as_numpy(ds.take(5)):
+    index = int(ex["image_id"].decode().split("_")[1])
+    ref = synthetic.generate_example(
+        32, synthetic.split_seed(0, "validation", index))
+    for key in ("image", "masks", "modes", "mode_probs"):
+      np.testing.assert_array_equal(ex[key], ref[key])
+    seen += 1
+  assert seen == 5
