@@ -186,12 +186,12 @@ def build(name: str,
     raise ValueError(
         f"file_format={file_format!r}; expected one of {FILE_FORMATS}.")
   load_builder_module(name, datasets_dir)
-  builder = tfds.builder(name, data_dir=_expand(data_dir))
+  builder = tfds.builder(name, data_dir=expand_path(data_dir))
   if builder.is_prepared():  # Nothing to do (and no manual_dir needed).
     return builder
   instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
   if manual_dir is not None:
-    manual_dir = _expand(manual_dir)
+    manual_dir = expand_path(manual_dir)
   if instructions:
     if manual_dir is None:
       raise FileNotFoundError(
@@ -207,10 +207,14 @@ def build(name: str,
   return builder
 
 
-def _expand(path) -> Optional[str]:
+def expand_path(path) -> Optional[str]:
+  """Local paths made absolute; URLs such as gs://bucket/dir left unchanged."""
   if path is None:
     return None
-  return os.path.abspath(os.path.expanduser(os.fspath(path)))
+  path = os.fspath(path)
+  if "://" in path:
+    return path
+  return os.path.abspath(os.path.expanduser(path))
 
 
 def main(argv: Sequence[str]) -> None:

@@ -149,7 +149,6 @@ Why tf.data (stateless TF ops, parallel map) rather than JAX on the device
 """
 
 import math
-import os
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import ml_collections
@@ -390,9 +389,7 @@ def _open_builder(cfg: ml_collections.ConfigDict):
     raise ValueError("input_config.dataset is empty; expected a TFDS name"
                      " such as 'synthetic/s128'.")
   build_dataset.load_builder_module(dataset)
-  data_dir = cfg.get("data_dir")
-  if data_dir is not None:
-    data_dir = os.path.abspath(os.path.expanduser(os.fspath(data_dir)))
+  data_dir = build_dataset.expand_path(cfg.get("data_dir"))
   builder = tfds.builder(dataset, data_dir=data_dir)
   if not builder.is_prepared():
     if cfg.get("prepare_if_missing", False):

@@ -217,3 +217,11 @@ def test_cli_reports_bad_input(tmp_path):
   assert "does not exist or is empty" in result.stderr
   assert "val.tar.gz" in result.stderr
   assert not (tmp_path / "lidc").exists()
+
+
+def test_expand_path_keeps_urls_and_absolutises_local_paths(tmp_path,
+                                                            monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert build_dataset.expand_path("gs://bucket/tfds") == "gs://bucket/tfds"
+  assert build_dataset.expand_path("data") == str(tmp_path / "data")
+  assert build_dataset.expand_path(None) is None
