@@ -130,18 +130,20 @@ def format_summary(s: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (default: built-in LIDC HPU-Net).",
-    lock_config=True)
-_JSON = flags.DEFINE_bool("json", False, "Print one JSON object.")
-
-
-def main(argv):
-  del argv
-  config = _CONFIG.value if _CONFIG.value is not None else default_config()
-  s = summarize(config)
-  print(json.dumps(s) if _JSON.value else format_summary(s))
+def main(argv, config_flag, json_flag):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = config_flag.value
+  s = summarize(config if config is not None else default_config())
+  print(json.dumps(s) if json_flag.value else format_summary(s))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Flags exist only when run as a program, so importing this module (e.g.
+  # from hpunet.evaluate) never clashes with another module's flags.
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", None,
+      "Experiment config file (default: built-in LIDC HPU-Net).",
+      lock_config=True)
+  _JSON = flags.DEFINE_bool("json", False, "Print one JSON object.")
+  app.run(functools.partial(main, config_flag=_CONFIG, json_flag=_JSON))

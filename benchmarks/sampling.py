@@ -1,0 +1,94 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+"""Samples/s with the encoder-reuse path vs rerunning the network per sample.
+
+Both papers note that only the part of the network that depends on z has to
+be rerun per sample: for the HPU-Net the prior's latent levels and `f_comb`
+(the prior encoder runs once), for the sPU-Net only `f_comb` (the U-Net and
+the prior run once). This measures that claim:
+
+- `reuse`: one jitted `sample_n(img, num_samples=S)` call per batch;
+- `rerun`: S calls of the jitted full `sample(img)` (encoder included), the
+  way a naive loop draws S samples.
+
+Prints one JSON object (see benchmarks/common.py). Defaults are CPU-sized;
+on an accelerator use `--size=full --batch=8`.
+
+  python benchmarks/sampling.py [--model=hpunet|spunet] [--size=reduced|full]
+      [--num_samples=16] [--batch=1] [--repeats=3]
+"""
+
+import argparse
+import functools
+import time
+
+import common  # pylint: disable=g-bad-import-order
+import jax
+import jax.numpy as jnp
+
+from hpunet import networks as networks_lib
+
+# Full = the papers' LIDC models; reduced = the same topology at 1/4 width
+# and 64x64 (still 7 / 4 scales), so a 2-core CPU measures it in seconds.
+_MODELS = {
+    ("hpunet", "full"): (dict(name="hpunet"), 128),
+    ("hpunet", "reduced"): (dict(
+        name="hpunet", channels_per_block=(6, 12, 24, 48, 48, 48, 48),
+        latent_dims=(1, 1, 1, 1)), 64),
+    ("spunet", "full"): (dict(name="spunet"), 128),
+    ("spunet", "reduced"): (dict(
+        name="spunet", channels_per_block=(8, 16, 32, 64, 128)), 64),
+}
+
+
+def _time(fn, repeats):
+  jax.block_until_ready(fn())  # compile + warm up
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model", default="hpunet", choices=("hpunet", "spunet"))
+  parser.add_argument("--size", default="reduced", choices=("reduced", "full"))
+  parser.add_argument("--num_samples", type=int, default=16)
+  parser.add_argument("--batch", type=int, default=1)
+  parser.add_argument("--repeats", type=int, default=3)
+  args = parser.parse_args()
+
+  model_config, size = _MODELS[(args.model, args.size)]
+  networks = networks_lib.make_networks(model_config)
+  img = jax.random.uniform(jax.random.key(0), (args.batch, size, size, 1))
+  seg = jax.nn.one_hot(jnp.zeros(img.shape[:3], jnp.int32),
+                       networks.num_classes)
+  params = jax.jit(networks.init)(jax.random.key(1), seg=seg, img=img)
+
+  sample_n = jax.jit(functools.partial(networks.sample_n,
+                                       num_samples=args.num_samples))
+  sample = jax.jit(lambda p, r, x: networks.sample(p, r, x).logits)
+  keys = jax.random.split(jax.random.key(2), args.num_samples)
+
+  t_reuse = _time(lambda: sample_n(params, keys[0], img), args.repeats)
+  t_rerun = _time(lambda: [sample(params, k, img) for k in keys],
+                  args.repeats)
+  total = args.batch * args.num_samples
+  common.emit(common.report(
+      "sampling",
+      config={"model": model_config, "size": args.size,
+              "image_shape": list(img.shape),
+              "num_samples": args.num_samples, "repeats": args.repeats},
+      results={
+          "reuse_seconds": t_reuse,
+          "rerun_seconds": t_rerun,
+          "reuse_samples_per_s": total / t_reuse,
+          "rerun_samples_per_s": total / t_rerun,
+          "speedup": t_rerun / t_reuse,
+      },
+      with_jax=True))
+
+
+if __name__ == "__main__":
+  main()
