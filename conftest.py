@@ -11,6 +11,7 @@
 import os
 
 import jax
+import pytest
 
 _CACHE_DIR = os.environ.get(
     "HPUNET_JAX_CACHE",
@@ -27,3 +28,28 @@ try:  # absl flags are never parsed under pytest; mark them so.
   flags.FLAGS.mark_as_parsed()
 except ImportError:  # pragma: no cover
   pass
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory):
+  """A TFDS data_dir holding the tiny `synthetic/s32` dataset (built once)."""
+  from hpunet import build_dataset  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  build_dataset.build("synthetic/s32", manual_dir=None, data_dir=data_dir)
+  return data_dir
+
+
+@pytest.fixture(scope="session")
+def smoke_workdir(tmp_path_factory, synthetic_data_dir):
+  """A workdir of `configs/synthetic.py:smoke` trained for a few steps."""
+  from hpunet import config_lib  # pylint: disable=g-import-not-at-top
+  from hpunet import train  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config("synthetic", "smoke")
+  config.input.data_dir = synthetic_data_dir
+  config.num_train_steps = 3
+  config.evals = {}
+  config.mesh.data = 1  # one device: the 8 fake ones are for mesh tests
+
+  workdir = str(tmp_path_factory.mktemp("smoke_workdir"))
+  train.train_and_evaluate(config, workdir)
+  return workdir

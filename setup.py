@@ -36,6 +36,7 @@ _CORE = [
     "numpy>=2.0",
     "scipy>=1.14",
     "orbax-checkpoint>=0.12.8",
+    "etils[epath]>=1.15.0",  # local and gs:// workdirs (also used by orbax)
 ]
 
 _DATA = [
@@ -55,6 +56,10 @@ _TEST = [
     "dill>=0.4.1",  # needed by tfds.testing, undeclared by tfds.
     # Reference for hpunet.metrics.adapted_rand_error (tests only).
     "scikit-image>=0.26.0,<0.27",
+    # Executing notebooks/*.ipynb in a python3 kernel (tests/notebooks_test.py).
+    "nbclient>=0.10.2,<0.12",
+    "nbformat>=5.10.4",
+    "ipykernel>=6.29.5",
 ]
 
 # Cityscapes AP (hpunet/cityscapes_eval.py). cityscapesscripts itself is NOT
@@ -65,6 +70,8 @@ _TEST = [
 _EVAL = [
     "pyquaternion>=0.9.9",
     "pillow>=13.0.0",
+    # Plots: the mode-frequency figure of hpunet.evaluate and notebooks/.
+    "matplotlib>=3.10",
 ]
 
 setuptools.setup(

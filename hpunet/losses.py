@@ -11,6 +11,8 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from hpunet import sharding
+
 Array = jax.Array
 
 
@@ -47,21 +49,22 @@ def top_k_mask(xe: Array, mask: Array, *, k: int, deterministic: bool,
   proportional to their CE (Gumbel top-k on log(CE / sum CE)). Deterministic:
   the k largest CEs. Masked pixels score -inf and end up zeroed by the final
   `mask * selected`. There is no gradient through the selection.
+
+  The selection is `sharding.top_k_mask`: exactly the pixels
+  `jax.lax.top_k` picks on the flattened batch (ties to the lowest index),
+  but written with elementwise ops and global counts, so under a
+  ('data', 'spatial') mesh no device gathers the score map.
   """
-  xe = jax.lax.stop_gradient(xe)
-  flat_xe = xe.reshape(-1)  # [N]
-  flat_mask = mask.reshape(-1).astype(jnp.float32)
-  probs = flat_xe / jnp.sum(flat_xe)
-  scores = jnp.log(probs)
+  xe = jax.lax.stop_gradient(xe)  # [B, H, W]
+  mask = mask.astype(jnp.float32)
+  scores = jnp.log(xe / jnp.sum(xe))
   if not deterministic:
     if rng is None:
       raise ValueError("Stochastic top-k needs an rng.")
-    u = jax.random.uniform(rng, flat_xe.shape, jnp.float32)
+    u = jax.random.uniform(rng, xe.shape, jnp.float32)
     scores += -jnp.log(-jnp.log(u + 1e-20) + 1e-20)  # Gumbel noise
-  scores += jnp.log(flat_mask)
-  _, indices = jax.lax.top_k(scores, k)  # [k]
-  selected = jnp.zeros_like(flat_mask).at[indices].set(1.0)
-  return (flat_mask * selected).reshape(mask.shape)
+  scores += jnp.log(mask)
+  return mask * sharding.top_k_mask(scores, k)
 
 
 def reconstruction_loss(logits: Array,

@@ -1,0 +1,277 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+"""Every experiment config builds, documents itself, matches the paper
+settings, traces at full size (jax.eval_shape only: nothing full-size is
+compiled) and its smoke variant trains for a few steps on CPU."""
+
+import ast
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hpunet import config_lib
+from hpunet import geco
+from hpunet import networks as networks_lib
+from hpunet import objectives
+from hpunet import sharding
+from hpunet import train
+
+_NAMES = config_lib.config_names()
+_BASE = {  # derived config -> the config it imports and overrides
+    "lidc_global_latents": "lidc",
+    "lidc_local_latents": "lidc",
+    "lidc_no_topk": "lidc",
+    "snemi3d_spunet": "snemi3d",
+    "synthetic_spunet": "synthetic",
+}
+_SECTIONS = ("Seed", "Input", "Model", "Loss", "Optimizer", "Durations",
+             "Evals", "Mesh")
+
+
+def _source(name):
+  with open(config_lib.config_path(name), encoding="utf-8") as f:
+    return f.read()
+
+
+def test_all_issue_configs_exist():
+  assert set(_NAMES) == {
+      "lidc", "snemi3d", "cityscapes", "synthetic", "lidc_spunet",
+      "snemi3d_spunet", "cityscapes_flips_spunet", "synthetic_spunet",
+      "lidc_global_latents", "lidc_local_latents", "lidc_no_topk"}
+
+
+@pytest.mark.parametrize("name", _NAMES)
+def test_config_builds_locks_and_documents_itself(name):
+  source = _source(name)
+  doc = ast.get_docstring(ast.parse(source))
+  assert f"python -m hpunet.train --config=configs/{name}.py" in doc
+  assert f"--config=configs/{name}.py:smoke" in doc
+  assert "Expected cost" in doc
+  assert re.search(r"Table|Fig|Appendix|Section|default", doc, re.I), doc
+  assert "EXPECTED_" not in doc  # no placeholder left
+  for arg in (None, "smoke"):
+    config = config_lib.load_config(name, arg)
+    config.lock()
+    assert config.model.name in ("hpunet", "spunet")
+    lrs = config.lr_schedule.learning_rates
+    assert len(lrs) == len(config.lr_schedule.boundaries) + 1
+    if arg is None:
+      assert max(config.lr_schedule.boundaries) < config.num_train_steps
+  with pytest.raises(ValueError, match="Unknown config variant"):
+    config_lib.load_config(name, "bogus")
+  if name in _BASE:  # derived by import + override, not a copy
+    assert f'load_config("{_BASE[name]}", arg)' in source
+    assert "config.input = " not in source
+  else:
+    positions = [source.index(f"# --- {s}") for s in _SECTIONS]
+    assert positions == sorted(positions), name
+
+
+def test_derived_configs_change_only_their_ablation():
+  def diff(a, b):
+    a, b = a.to_dict(), b.to_dict()
+    return {f"{k}.{kk}" for k in a for kk in
+            (a[k] if isinstance(a[k], dict) else {None: 0})
+            if (a[k].get(kk) if isinstance(a[k], dict) else a[k]) !=
+            (b[k].get(kk) if isinstance(b[k], dict) else b[k])}
+
+  lidc = config_lib.load_config("lidc")
+  assert diff(config_lib.load_config("lidc_no_topk"), lidc) == {
+      "loss.top_k_percentage"}
+  assert diff(config_lib.load_config("lidc_local_latents"), lidc) == {
+      "model.latent_dims"}
+  assert diff(config_lib.load_config("lidc_global_latents"), lidc) == {
+      "model.latent_dims", "loss.kappa"}
+  glob = config_lib.load_config("lidc_global_latents")
+  assert tuple(glob.model.latent_dims) == (85,) and glob.loss.kappa == 0.15
+  assert config_lib.load_config("lidc_no_topk").loss.top_k_percentage is None
+
+
+# (name, first lr, last lr, drops, steps, batch, kappa or beta, classes)
+_PAPER = {
+    "lidc": (1e-4, 5e-6, 4, 240_000, 32, 0.05, 2),
+    "snemi3d": (1e-4, 1e-7, 5, 450_000, 24, 1.20, 16),
+    "cityscapes": (2e-4, 1e-4, 1, 100_000, 128, 0.77, 24),
+    "lidc_spunet": (1e-4, 1e-6, 5, 240_000, 32, 1.0, 2),
+    "snemi3d_spunet": (1e-4, 1e-7, 5, 450_000, 24, 1.0, 16),
+    "cityscapes_flips_spunet": (1e-4, 1e-5, 3, 240_000, 16, 1.0, 24),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PAPER))
+def test_paper_settings(name):
+  first, last, drops, steps, batch, weight, classes = _PAPER[name]
+  config = config_lib.load_config(name)
+  lrs = config.lr_schedule.learning_rates
+  assert (lrs[0], lrs[-1], len(lrs) - 1) == (first, last, drops)
+  assert list(lrs) == sorted(lrs, reverse=True)
+  assert (config.num_train_steps, config.input.batch_size) == (steps, batch)
+  assert config.model.num_classes == classes == config.input.num_classes
+  if config.loss.type == "geco":
+    assert config.loss.kappa == weight
+    assert config.loss.top_k_percentage == 0.02
+  else:
+    assert config.loss.beta == weight and config.loss.top_k_percentage is None
+  assert config.loss.weight_decay == 1e-5
+  assert (config.optimizer.name, config.optimizer.b1, config.optimizer.b2) == (
+      "adam", 0.9, 0.999)
+
+
+def test_model_settings_of_the_papers():
+  lidc = config_lib.load_config("lidc").model
+  assert tuple(lidc.channels_per_block) == (24, 48, 96, 192, 192, 192, 192,
+                                            192)
+  assert tuple(lidc.down_channels_per_block) == (12, 24, 48, 96, 96, 96, 96,
+                                                 96)
+  snemi = config_lib.load_config("snemi3d").model
+  assert tuple(snemi.channels_per_block) == (32, 64, 128) + (256,) * 6
+  city = config_lib.load_config("cityscapes")
+  assert tuple(city.model.channels_per_block) == (32, 64, 128) + (256,) * 6
+  assert city.model.blocks_per_level == 2 and city.mesh.spatial == 4
+  assert tuple(city.input.crop_size) == (512, 1024)
+  spunet = config_lib.load_config("snemi3d_spunet").model
+  assert spunet.latent_dim == 85
+  assert tuple(spunet.channels_per_block) == (24, 48, 96) + (192,) * 6
+  flips = config_lib.load_config("cityscapes_flips_spunet")
+  assert len(flips.model.channels_per_block) == 6
+  assert tuple(flips.input.crop_size) == (256, 512)
+
+
+def test_input_sections_are_valid_pipeline_configs():
+  from hpunet import input_pipeline  # pylint: disable=g-import-not-at-top
+  for name in _NAMES:
+    for arg in (None, "smoke"):
+      config = config_lib.load_config(name, arg)
+      defaults = input_pipeline.default_input_config(config.input.name)
+      unknown = set(config.input.keys()) - set(defaults.keys())
+      assert not unknown, (name, unknown)
+      unknown_aug = set(config.input.augment.keys()) - set(
+          defaults.augment.keys())
+      assert not unknown_aug, (name, unknown_aug)
+      assert config.input.num_classes == config.model.num_classes
+
+
+def _latent_grids(name, config):
+  h, w = config.input.crop_size
+  return {
+      "lidc": [(1, 1, 1), (2, 2, 1), (4, 4, 1), (8, 8, 1)],
+      "lidc_no_topk": [(1, 1, 1), (2, 2, 1), (4, 4, 1), (8, 8, 1)],
+      "lidc_local_latents": [None, None, None, (8, 8, 1)],
+      "lidc_global_latents": [(1, 1, 85)],
+      "snemi3d": [(1, 1, 1), (2, 2, 1), (4, 4, 1), (8, 8, 1)],
+      "cityscapes": [(2, 4, 1), (4, 8, 1), (8, 16, 1), (16, 32, 1)],
+      "synthetic": [(1, 1, 1), (2, 2, 1), (4, 4, 1), (8, 8, 1)],
+      "lidc_spunet": [(1, 1, 6)],
+      "snemi3d_spunet": [(1, 1, 85)],
+      "cityscapes_flips_spunet": [(1, 1, 6)],
+      "synthetic_spunet": [(1, 1, 6)],
+  }[name], (h, w)
+
+
+@pytest.mark.parametrize("name", _NAMES)
+def test_full_size_model_traces(name):
+  """jax.eval_shape of init, reconstruction and the objective at full size."""
+  config = config_lib.load_config(name)
+  networks = networks_lib.make_networks(config.model)
+  grids, (h, w) = _latent_grids(name, config)
+  b = 1
+  batch = {"image": jax.ShapeDtypeStruct((b, h, w, config.input.channels),
+                                         jnp.float32),
+           "seg": jax.ShapeDtypeStruct((b, h, w), jnp.int32),
+           "mask": jax.ShapeDtypeStruct((b, h, w), jnp.float32)}
+  params = jax.eval_shape(
+      lambda k, bt: objectives.init_params(networks, k, bt, config.loss),
+      jax.random.key(0), batch)
+  seg = jax.ShapeDtypeStruct((b, h, w, config.model.num_classes), jnp.float32)
+  rec = jax.eval_shape(
+      lambda p, k, s, i: networks.reconstruct_full(p, k, seg=s, img=i),
+      params["model"], jax.random.key(1), seg, batch["image"])
+  assert rec.logits.shape == (b, h, w, config.model.num_classes)
+  shapes = [None if z is None else tuple(z.shape[1:])
+            for z in rec.used_latents]
+  assert shapes == grids
+  loss, (_, metrics) = jax.eval_shape(
+      lambda p, k, bt: objectives.objective(
+          p, geco.init_geco_state(), k, bt, networks=networks,
+          loss_config=config.loss), params, jax.random.key(2), batch)
+  assert loss.shape == () and "kl_sum" in metrics
+  num_params = sum(int(np.prod(x.shape))
+                   for x in jax.tree.leaves(params["model"]))
+  assert num_params > 1e5, num_params
+
+
+def _host_state(config, networks, optimizer, batch, seed=0):
+  """A train state with host-made parameters: no RNG kernels to compile.
+
+  (The real jitted init is exercised by tests/train_test.py's end-to-end
+  runs; here every config's *train step* is what is under test.)
+  """
+  shapes = jax.eval_shape(
+      lambda k, b: objectives.init_params(networks, k, b, config.loss),
+      jax.random.key(0), batch)
+  rng = np.random.default_rng(seed)
+
+  def fill(path, s):
+    if path[0].key == "lagrange_multiplier":
+      return np.asarray(geco.V0, np.float32)
+    fan_in = max(1, int(np.prod(s.shape[:-1])))
+    return (0.3 * rng.standard_normal(s.shape) /
+            np.sqrt(fan_in)).astype(np.float32)
+
+  params = jax.tree_util.tree_map_with_path(fill, shapes)
+  return train.TrainState(step=np.int32(0), params=params,
+                          opt_state=optimizer.init(params),
+                          geco_state=geco.init_geco_state())
+
+
+@pytest.fixture(scope="module")
+def fast_compiles():
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)
+
+
+@pytest.mark.parametrize("name", _NAMES)
+def test_smoke_variant_trains(name, fast_compiles):
+  del fast_compiles
+  config = config_lib.load_config(name, "smoke")
+  config.mesh.data, config.mesh.spatial = 1, 1
+  mesh = sharding.create_mesh(config.mesh, jax.devices()[:1])
+  networks = networks_lib.make_networks(
+      config.model, activation_constraint=sharding.make_activation_constraint(
+          mesh))
+  optimizer = train.create_optimizer(config)
+  h, w = config.input.crop_size
+  b = config.input.batch_size
+  rng = np.random.default_rng(0)
+  local = {"image": rng.random((b, h, w, config.input.channels), np.float32),
+           "seg": rng.integers(0, config.model.num_classes,
+                               (b, h, w)).astype(np.int32),
+           "mask": (rng.random((b, h, w)) > 0.1).astype(np.float32)}
+  batch = sharding.make_global_batch(local, mesh,
+                                     sharding.data_feed(mesh, b))
+  state = jax.device_put(_host_state(config, networks, optimizer, local),
+                         sharding.replicated(mesh))
+  start = jax.device_get(state.params)
+  step = train.make_train_step(config, networks, optimizer, mesh,
+                               jax.random.key(1),
+                               {k: v.sharding for k, v in batch.items()})
+  losses = []
+  for _ in range(3):
+    state, metrics = step.fn(state, batch)
+    losses.append(float(metrics["loss"]))
+  assert step.traces() == 1  # no recompilation after the first step
+  assert int(state.step) == 3
+  assert np.all(np.isfinite(losses)), losses
+  assert metrics["learning_rate"] == pytest.approx(
+      config.lr_schedule.learning_rates[0])
+  moved = [float(np.max(np.abs(a - b_))) for a, b_ in zip(
+      jax.tree.leaves(jax.device_get(state.params["model"])),
+      jax.tree.leaves(start["model"]))]
+  assert min(moved) > 0.0  # every parameter was updated
+  if config.loss.type == "geco":
+    assert bool(state.geco_state.initialized)
+    assert float(metrics["lagmul"]) != 1.0
