@@ -1,0 +1,237 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+r"""Samples segmentations of one's own image from a trained model.
+
+  python -m hpunet.sample --workdir=<trained workdir> --image=<file.png|.npy> \
+      [--num_samples=16] [--mean_levels=full|only_most_global|only_most_local|1,1,1,0] \
+      [--center_crop] [--seed=0] --out=<dir>
+
+The model's config is read from `<workdir>/config.json` (written by
+`hpunet.train`; `--config` overrides it) and its parameters from the latest
+checkpoint. Writes to `--out`:
+
+- `samples.npy` (int32 [S, H, W] argmax labels) and `samples/sample_XX.png`;
+- `probabilities.npy` (float32 [S, H, W, K] softmax of each sample);
+- `grid.png` (input | samples) and `std.png` (per-pixel std over samples of
+  P(foreground), white = 0.5);
+- for instance tasks (SNEMI3D, Cityscapes cars): `instances.npy` and
+  `instances.png`, the Hamming-clustered instance map (HPU-Net Algorithm 1 +
+  Appendix H).
+
+The image must have the network's input size and channel count (e.g.
+128x128x1 for LIDC); `--center_crop` crops a larger image (a 180x180 LIDC
+tile) to it. PNGs are scaled to [0, 1] by their dtype's maximum, `.npy`
+arrays must already be in [0, 1] (floats) or uint8.
+"""
+
+import functools
+import json
+import os
+import types
+from typing import Any, Optional, Sequence, Union
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_flags
+import numpy as np
+
+from hpunet import clustering
+from hpunet import evaluate as evaluate_lib
+from hpunet import networks as networks_lib
+from hpunet import summary as summary_lib
+from hpunet import summary_writer
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run was trained with (`<workdir>/config.json`)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"{path} not found: is {workdir} a training workdir of "
+        "`python -m hpunet.train`? Pass --config to give the config instead.")
+  with open(path, encoding="utf-8") as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load_image(path: str) -> np.ndarray:
+  """A PNG or .npy image as float32 [H, W, C] in [0, 1]."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"Image {path} not found.")
+  if path.endswith(".npy"):
+    image = np.load(path)
+    if image.dtype == np.uint8:
+      image = image.astype(np.float32) / 255.0
+    image = np.asarray(image, np.float32)
+    if image.size and (image.min() < 0.0 or image.max() > 1.0):
+      raise ValueError(f"{path}: float images must be in [0, 1], got "
+                       f"[{image.min():.3g}, {image.max():.3g}].")
+  else:
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    with Image.open(path) as im:
+      raw = np.asarray(im)
+    if raw.dtype == np.bool_:
+      raw = raw.astype(np.uint8) * 255
+    if not np.issubdtype(raw.dtype, np.integer):
+      raise ValueError(f"{path}: expected an integer PNG, got {raw.dtype}.")
+    image = raw.astype(np.float32) / float(np.iinfo(raw.dtype).max)
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim != 3:
+    raise ValueError(f"{path}: expected an [H, W] or [H, W, C] image, got "
+                     f"shape {image.shape}.")
+  return image
+
+
+def fit_image(image: np.ndarray, height: int, width: int, channels: int, *,
+              center_crop: bool = False, source: str = "image") -> np.ndarray:
+  """Checks (or centre-crops) `image` to the network input [H, W, C]."""
+  if image.shape[-1] != channels:
+    if image.shape[-1] == 4 and channels == 3:  # RGBA PNG: drop alpha
+      image = image[..., :3]
+    elif image.shape[-1] == 3 and channels == 1 and np.allclose(
+        image[..., :1], image):  # grey stored as RGB
+      image = image[..., :1]
+    else:
+      raise ValueError(f"{source} has {image.shape[-1]} channels; the model "
+                       f"expects {channels}.")
+  h, w = image.shape[:2]
+  if (h, w) == (height, width):
+    return image
+  if center_crop and h >= height and w >= width:
+    top, left = (h - height) // 2, (w - width) // 2
+    return image[top:top + height, left:left + width]
+  raise ValueError(
+      f"{source} is {h}x{w}; the model expects {height}x{width} "
+      "(config.input.crop_size)" + ("" if center_crop else
+                                    "; pass --center_crop to crop a larger "
+                                    "image") + ".")
+
+
+def parse_mean_levels(value: Union[str, Sequence[int], bool, None],
+                      num_levels: int) -> Any:
+  """'full' | 'only_most_global' | 'only_most_local' | '1,1,1,0' -> flags."""
+  if value in (None, "", "full", False):
+    return False
+  if isinstance(value, str):
+    modes = evaluate_lib.per_scale_modes(num_levels)
+    if value in modes:
+      return modes[value]
+    try:
+      value = [int(v) for v in value.split(",")]
+    except ValueError:
+      raise ValueError(
+          f"--mean_levels={value!r}: expected one of {sorted(modes)} or "
+          f"{num_levels} comma-separated 0/1 flags (coarse -> fine).") from None
+  flags_ = tuple(bool(v) for v in value)
+  if len(flags_) != num_levels:
+    raise ValueError(f"--mean_levels has {len(flags_)} flags; the model has "
+                     f"{num_levels} latent levels (coarse -> fine).")
+  return flags_
+
+
+def sample_image(config: ml_collections.ConfigDict, workdir: str,
+                 image: np.ndarray, *, num_samples: int = 16,
+                 mean_levels: Any = None, seed: int = 0,
+                 center_crop: bool = False) -> dict[str, np.ndarray]:
+  """Samples for one image [H, W, C] in [0, 1]; see the module docstring."""
+  _, height, width, channels = summary_lib.network_input_shape(config)
+  image = fit_image(image, height, width, channels, center_crop=center_crop)
+  params, _ = evaluate_lib.restore_params(config, workdir)
+  networks = networks_lib.make_networks(config.model)
+  mean = parse_mean_levels(mean_levels, len(networks.latent_dims))
+
+  @jax.jit
+  def fn(params, rng, img):
+    logits = networks.sample_n(params["model"], rng, img,
+                               num_samples=num_samples, mean=mean)
+    return jax.nn.softmax(logits[:, 0].astype(jnp.float32), -1)
+
+  probs = np.asarray(fn(params, jax.random.key(seed),
+                        jnp.asarray(image[None], jnp.float32)))
+  out = {"image": image, "probabilities": probs,
+         "samples": probs.argmax(-1).astype(np.int32)}
+  task = evaluate_lib.TASKS.get(config.input.get("name"))
+  foreground = task.foreground if task else tuple(
+      range(1, networks.num_classes))
+  out["std"] = probs[..., list(foreground)].sum(-1).std(0)
+  if task is not None and task.alpha is not None:
+    ids = evaluate_lib.CAR_IDS if config.input.name == "cityscapes_cars" else None
+    out["instances"] = clustering.instance_segmentation(
+        out["samples"], alpha=task.alpha, seed=seed, instance_ids=ids,
+        empty_neighbourhood=task.empty_neighbourhood).astype(np.int32)
+  return out
+
+
+def write_outputs(out: dict[str, np.ndarray], out_dir: str,
+                  num_classes: int) -> list[str]:
+  """Writes the files listed in the module docstring; returns their paths."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.join(out_dir, "samples"), exist_ok=True)
+  written = []
+
+  def save_png(name, rgb):
+    path = os.path.join(out_dir, name)
+    Image.fromarray(np.asarray(rgb, np.uint8)).save(path)
+    written.append(path)
+
+  for name in ("samples", "probabilities", "instances"):
+    if name in out:
+      path = os.path.join(out_dir, f"{name}.npy")
+      np.save(path, out[name])
+      written.append(path)
+  sample_rgb = summary_writer.label_to_rgb(out["samples"], num_classes)
+  for s, rgb in enumerate(sample_rgb):
+    save_png(os.path.join("samples", f"sample_{s:02d}.png"), rgb)
+  image_rgb = summary_writer.image_to_rgb(out["image"])
+  cols = [image_rgb[None]] + [rgb[None] for rgb in sample_rgb]
+  save_png("grid.png", summary_writer.image_grid(cols)[0])
+  std = np.clip(out["std"] / 0.5, 0.0, 1.0)
+  save_png("std.png", np.repeat((255 * std)[..., None], 3, -1))
+  if "instances" in out:
+    save_png("instances.png", summary_writer.label_to_rgb(
+        out["instances"] % 24, 24))
+  return written
+
+
+def _define_flags() -> types.SimpleNamespace:
+  """Flags exist only when run as a program: importing defines none."""
+  return types.SimpleNamespace(
+      workdir=flags.DEFINE_string("workdir", None, "Trained workdir."),
+      image=flags.DEFINE_string("image", None, "Input image (.png or .npy)."),
+      out=flags.DEFINE_string("out", None, "Output folder."),
+      num_samples=flags.DEFINE_integer("num_samples", 16, "Samples to draw."),
+      mean_levels=flags.DEFINE_string(
+          "mean_levels", "full", "full | only_most_global | only_most_local, "
+          "or one 0/1 flag per latent level, coarse -> fine (1 = use the "
+          "conditional prior mean)."),
+      center_crop=flags.DEFINE_bool(
+          "center_crop", False, "Centre-crop a larger image to the model's "
+          "input size."),
+      seed=flags.DEFINE_integer("seed", 0, "Sampling seed."),
+      config=config_flags.DEFINE_config_file(
+          "config", None, "Override the workdir's config.json.",
+          lock_config=True),
+  )
+
+
+def main(argv, f: types.SimpleNamespace):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  for name in ("workdir", "image", "out"):
+    if not getattr(f, name).value:
+      raise app.UsageError(f"--{name} is required.")
+  config: Optional[ml_collections.ConfigDict] = f.config.value
+  if config is None:
+    config = load_workdir_config(f.workdir.value)
+  out = sample_image(config, f.workdir.value, load_image(f.image.value),
+                     num_samples=f.num_samples.value,
+                     mean_levels=f.mean_levels.value, seed=f.seed.value,
+                     center_crop=f.center_crop.value)
+  written = write_outputs(out, f.out.value, int(config.model.num_classes))
+  print("\n".join(written))
+
+
+if __name__ == "__main__":
+  app.run(functools.partial(main, f=_define_flags()))

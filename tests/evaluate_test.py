@@ -1,0 +1,144 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+"""Tests of `python -m hpunet.evaluate` (hpunet/evaluate.py)."""
+
+import collections
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hpunet import config_lib
+from hpunet import evaluate
+from hpunet import metrics as metrics_lib
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_binary_metrics_of_a_perfect_model_and_subset_b():
+  rng = np.random.RandomState(0)
+  graders = rng.rand(2, 8, 8, 4) > 0.5  # [B, H, W, G]
+  graders[1, ..., 3] = False  # image 1: one grader marked nothing
+  batch = {"masks": graders.astype(np.uint8)}
+  samples = np.moveaxis(graders, -1, 1)  # samples == the 4 gradings
+  out = collections.defaultdict(list)
+  evaluate._binary_metrics(out, samples, samples, batch, np.array([1, 1], bool),
+                           subset_b=True)
+  np.testing.assert_allclose(out["ged"], [0.0, 0.0], atol=1e-12)
+  np.testing.assert_allclose(out["hm_iou"], [1.0, 1.0])
+  np.testing.assert_allclose(out["rec_iou"], [1.0, 1.0])
+  assert out["hm_iou_subset_b"][0] == 1.0 and np.isnan(out["hm_iou_subset_b"][1])
+  # Padding examples (batch_mask False) are skipped.
+  out = collections.defaultdict(list)
+  evaluate._binary_metrics(out, samples, samples, batch, np.array([1, 0], bool),
+                           subset_b=False)
+  assert len(out["ged"]) == 1 and "hm_iou_subset_b" not in out
+
+
+def test_known_mode_metrics_and_mode_assignment():
+  rng = np.random.RandomState(1)
+  modes = rng.rand(1, 3, 8, 8) > 0.5  # [B, M, H, W]
+  probs = np.array([[0.5, 0.25, 0.25]])
+  # 4 samples: modes 0, 0, 1, 2 -> frequencies equal the probabilities.
+  samples = modes[:, [0, 0, 1, 2]]
+  batch = {"masks": np.moveaxis(samples, 1, -1).astype(np.uint8),
+           "modes": modes.astype(np.uint8), "mode_probs": probs}
+  out = collections.defaultdict(list)
+  evaluate._binary_metrics(out, samples, samples, batch, np.array([True]),
+                           subset_b=False)
+  np.testing.assert_array_equal(out["_assignments"][0], [0, 0, 1, 2])
+  freqs = metrics_lib.mode_frequencies(np.stack(out["_assignments"]),
+                                       np.stack(out["_mode_probs"]))
+  np.testing.assert_allclose(freqs.predicted, [0.5, 0.25, 0.25])
+  assert freqs.total_variation == 0.0
+  # The samples follow the known distribution exactly: the weighted GED is
+  # zero up to the V-statistic's self-pair term.
+  d = 1.0 - metrics_lib.pairwise_iou(modes[0], modes[0])
+  w = probs[0]
+  d_ss = d[np.ix_([0, 0, 1, 2], [0, 0, 1, 2])]
+  d_sy = d[[0, 0, 1, 2]]
+  ged = 2 * d_sy.mean(0) @ w - d_ss.mean() - w @ d @ w
+  np.testing.assert_allclose(out["ged_modes"][0], ged, atol=1e-12)
+  np.testing.assert_allclose(ged, 0.0, atol=1e-12)
+
+
+def test_flip_metrics_against_the_32_modes():
+  label = np.zeros((1, 4, 8), np.uint8)
+  label[0, :, :2] = 1  # sidewalk
+  label[0, :, 2:4] = 11  # person
+  label[0, :, 4] = 13  # car
+  label[0, :, 5] = 8  # vegetation
+  label[0, :, 6] = 0  # road
+  label[0, :, 7] = 255  # ignore
+  modes, _ = metrics_lib.cityscapes_flip_modes(label[0])
+  samples = modes[None, [0, 16, 31]]  # nothing / sidewalk / all flipped
+  out = collections.defaultdict(list)
+  evaluate._flip_metrics(out, samples, {"label": label}, np.array([True]))
+  np.testing.assert_array_equal(out["_assignments"][0], [0, 16, 31])
+  counts = out["_flip_counts"][0]
+  # Sidewalk flipped in 2 of 3 samples, person in 1 of 3.
+  np.testing.assert_allclose(counts.target_frequency[:2], [2 / 3, 1 / 3])
+  assert np.isfinite(out["ged_modes"][0])
+
+
+def test_tables_and_sampling_modes():
+  runs = [{"per_image": {"rec_iou": np.array([1.0, 0.5]),
+                         "ged": np.array([np.nan, np.nan])},
+           "pooled": {}, "num_images": 2}]
+  table = evaluate.summarize_runs(runs, num_resamples=200)
+  assert set(table) == {"rec_iou"}  # all-NaN metrics are dropped
+  assert table["rec_iou"]["mean"] == pytest.approx(0.75)
+  assert 0.0 < table["rec_iou"]["std"] < 0.5
+  two = evaluate.summarize_runs(runs + [{"per_image": {
+      "rec_iou": np.array([0.25, 0.25])}, "pooled": {}, "num_images": 2}])
+  assert two["rec_iou"]["mean"] == pytest.approx(0.5)  # mean of seed means
+  md = evaluate.markdown_table(table, dataset="lidc/crops", model="HPU-Net")
+  assert "| lidc/crops | IoU_rec | 0.750 ± " in md
+  assert evaluate.per_scale_modes(4) == {
+      "full": False,
+      "only_most_global": (False, True, True, True),
+      "only_most_local": (True, True, True, False)}
+  assert evaluate.per_scale_modes(1) == {"full": False}
+
+
+def test_restore_errors(tmp_path):
+  config = config_lib.load_config("synthetic", "smoke")
+  with pytest.raises(FileNotFoundError, match="No checkpoint in"):
+    evaluate.restore_params(config, str(tmp_path))
+
+
+def test_evaluate_command_on_a_briefly_trained_model(smoke_workdir, tmp_path,
+                                                    synthetic_data_dir):
+  """Train a few steps (shared fixture), then the CLI end to end."""
+  out_dir = tmp_path / "eval"
+  subprocess.run(
+      [sys.executable, "-m", "hpunet.evaluate",
+       "--config=configs/synthetic.py:smoke", f"--workdir={smoke_workdir}",
+       f"--config.input.data_dir={synthetic_data_dir}",
+       "--num_samples=4", "--max_batches=2", "--split=test",
+       f"--out_dir={out_dir}"],
+      cwd=_REPO, check=True, capture_output=True, text=True, timeout=600)
+  results = json.loads((out_dir / "results.json").read_text())
+  assert results["task"] == "synthetic" and results["num_images"] == 8
+  table = results["table"]
+  for key in ("rec_iou", "hm_iou"):
+    assert 0.0 <= table[key]["mean"] <= 1.0
+  for key in ("ged", "ged_modes"):
+    assert 0.0 <= table[key]["mean"] <= 2.0
+  assert 0.0 <= table["mode_tv"]["mean"] <= 1.0
+  freqs = results["pooled"][0]["mode_frequencies"]
+  assert len(freqs["expected"]) == 18
+  assert sum(freqs["predicted"]) == pytest.approx(1.0)
+  assert set(results["figures"]) == {
+      "figures/mode_frequencies.png", "figures/per_scale.png",
+      "figures/samples.png", "figures/std.png"}
+  for f in results["figures"]:
+    assert (out_dir / f).stat().st_size > 100
+  assert "| synthetic/s32 | IoU_rec |" in (out_dir / "results.md").read_text()
+  # A config whose model differs from the checkpoint is refused clearly.
+  config = config_lib.load_config("synthetic", "smoke")
+  config.model.channels_per_block = (4, 8, 8, 8, 8, 16)
+  with pytest.raises(ValueError, match="does not match"):
+    evaluate.restore_params(config, str(smoke_workdir))

@@ -1,0 +1,81 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+"""Tests of `python -m hpunet.sample` (hpunet/sample.py)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hpunet import sample
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _image(tmp_path, size=32, name="img.npy"):
+  path = str(tmp_path / name)
+  np.save(path, np.random.RandomState(0).rand(size, size, 1).astype(np.float32))
+  return path
+
+
+def test_sampling_semantics(smoke_workdir, tmp_path):
+  config = sample.load_workdir_config(smoke_workdir)
+  image = sample.load_image(_image(tmp_path))
+  full = sample.sample_image(config, smoke_workdir, image, num_samples=6)
+  assert full["samples"].shape == (6, 32, 32)
+  np.testing.assert_allclose(full["probabilities"].sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_array_equal(full["samples"],
+                                full["probabilities"].argmax(-1))
+  assert full["std"].max() > 0  # independent samples differ
+  # Every level at its (conditional) prior mean: all samples are identical.
+  means = sample.sample_image(config, smoke_workdir, image, num_samples=3,
+                              mean_levels="1,1,1,1")
+  np.testing.assert_allclose(means["probabilities"][0],
+                             means["probabilities"][2], atol=1e-6)
+  assert means["std"].max() < 1e-5
+  again = sample.sample_image(config, smoke_workdir, image, num_samples=6)
+  np.testing.assert_array_equal(again["probabilities"], full["probabilities"])
+
+
+def test_parse_mean_levels_and_image_errors(tmp_path):
+  assert sample.parse_mean_levels("full", 4) is False
+  assert sample.parse_mean_levels("only_most_local", 4) == (True, True, True,
+                                                           False)
+  assert sample.parse_mean_levels("0,1,1,1", 4) == (False, True, True, True)
+  with pytest.raises(ValueError, match="4 latent levels"):
+    sample.parse_mean_levels("1,0", 4)
+  with pytest.raises(ValueError, match="expected one of"):
+    sample.parse_mean_levels("local", 4)
+  image = np.zeros((40, 40, 1), np.float32)
+  with pytest.raises(ValueError, match="40x40; the model expects 32x32"):
+    sample.fit_image(image, 32, 32, 1)
+  assert sample.fit_image(image, 32, 32, 1, center_crop=True).shape == (32, 32,
+                                                                        1)
+  with pytest.raises(ValueError, match="has 2 channels; the model expects 1"):
+    sample.fit_image(np.zeros((32, 32, 2)), 32, 32, 1)
+  np.save(tmp_path / "bad.npy", np.full((8, 8), 3.0))
+  with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+    sample.load_image(str(tmp_path / "bad.npy"))
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    sample.load_workdir_config(str(tmp_path))
+
+
+def test_sample_command_writes_files(smoke_workdir, tmp_path):
+  out_dir = tmp_path / "out"
+  subprocess.run(
+      [sys.executable, "-m", "hpunet.sample", f"--workdir={smoke_workdir}",
+       f"--image={_image(tmp_path)}", "--num_samples=4",
+       "--mean_levels=only_most_global", f"--out={out_dir}"],
+      cwd=_REPO, check=True, capture_output=True, text=True, timeout=300)
+  samples = np.load(out_dir / "samples.npy")
+  probs = np.load(out_dir / "probabilities.npy")
+  assert samples.shape == (4, 32, 32) and probs.shape == (4, 32, 32, 2)
+  np.testing.assert_array_equal(samples, probs.argmax(-1))
+  for name in ("grid.png", "std.png", "samples/sample_03.png"):
+    assert (out_dir / name).stat().st_size > 50
+  # A workdir without a checkpoint is refused clearly.
+  config = sample.load_workdir_config(smoke_workdir)
+  with pytest.raises(FileNotFoundError, match="No checkpoint in"):
+    sample.sample_image(config, str(tmp_path),
+                        sample.load_image(_image(tmp_path)))
