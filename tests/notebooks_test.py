@@ -1,0 +1,218 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+"""Executes the Colab notebooks in `notebooks/` in their reduced (SMOKE) mode.
+
+Each notebook runs top to bottom in a fresh `python3` kernel of the current
+interpreter (nbclient). The parameters are injected papermill-style: a cell
+inserted right after the cell tagged `parameters` sets `SMOKE = True` and
+temporary folders. A cell appended at the end prints the values the tests
+check (the notebook's own variables) as one JSON line.
+
+The kernels use the persistent compilation cache folder of conftest.py with
+XLA flags that compile faster (the smoke models run only a few steps), so
+later notebooks reuse the samplers the first one compiled. Every notebook must
+finish within its own deadline (`_TIMEOUT_S`, for the whole notebook).
+"""
+
+import json
+import math
+import os
+import re
+import sys
+import time
+
+import nbclient
+import nbformat
+from nbformat import v4
+import pytest
+
+from hpunet import sample
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_NOTEBOOKS = os.path.join(_REPO, "notebooks")
+_NAMES = ("quickstart", "lidc", "instances")
+# Whole-notebook deadlines (seconds), generous for a loaded 2-core machine.
+_TIMEOUT_S = {"quickstart": 120, "lidc": 180, "instances": 180}
+_MARKER = "NOTEBOOK_VALUES="
+
+
+def _kernel_env():
+  env = dict(os.environ)
+  env.update(
+      JAX_PLATFORMS="cpu",
+      JAX_COMPILATION_CACHE_DIR=os.environ.get(
+          "HPUNET_JAX_CACHE", os.path.join(_REPO, ".jax_cache")),
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+      JAX_THREEFRY_PARTITIONABLE="1",
+      TF_CPP_MIN_LOG_LEVEL="2",
+      MPLBACKEND="module://matplotlib_inline.backend_inline",
+      PYTHONUNBUFFERED="1",
+      # Compile faster: the smoke models run a few steps, compiling dominates.
+      XLA_FLAGS=" ".join([os.environ.get("XLA_FLAGS", ""),
+                          "--xla_backend_optimization_level=0",
+                          "--xla_llvm_disable_expensive_passes=true"]).strip(),
+  )
+  return env
+
+
+def _parameters_index(nb, name):
+  for i, cell in enumerate(nb.cells):
+    if "parameters" in cell.get("metadata", {}).get("tags", []):
+      return i
+  raise AssertionError(f"notebooks/{name}.ipynb has no cell tagged "
+                       "'parameters'.")
+
+
+def _run(name, params, values, cwd):
+  """Executes notebooks/<name>.ipynb; returns (the printed values, the nb)."""
+  nb = nbformat.read(os.path.join(_NOTEBOOKS, f"{name}.ipynb"), as_version=4)
+  index = _parameters_index(nb, name)
+  injected = v4.new_code_cell("# Injected by tests/notebooks_test.py\n" +
+                              "\n".join(f"{k} = {v!r}"
+                                        for k, v in params.items()))
+  injected.metadata["tags"] = ["injected-parameters"]
+  nb.cells.insert(index + 1, injected)
+  items = ", ".join(f"{k!r}: {expr}" for k, expr in values.items())
+  nb.cells.append(v4.new_code_cell(
+      "import json as _json\n"
+      f"print({_MARKER!r} + _json.dumps({{{items}}}, default=float))"))
+  deadline = time.monotonic() + _TIMEOUT_S[name]
+  client = nbclient.NotebookClient(
+      nb, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
+      # The deadline holds for the whole notebook, not per cell.
+      timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
+      startup_timeout=120)
+  try:
+    client.execute(env=_kernel_env())
+  finally:  # Kept beside the outputs, to read when a test fails.
+    nbformat.write(nb, os.path.join(str(cwd), f"{name}.executed.ipynb"))
+  for output in nb.cells[-1].get("outputs", []):
+    text = output.get("text", "")
+    if output.get("output_type") == "stream" and _MARKER in text:
+      line = next(l for l in text.splitlines() if l.startswith(_MARKER))
+      return json.loads(line[len(_MARKER):]), nb
+  raise AssertionError(f"{name}: the values cell printed nothing: "
+                       f"{nb.cells[-1].get('outputs')}")
+
+
+def _assert_in_range(table, key, low, high):
+  assert key in table, f"metric {key!r} missing from {sorted(table)}"
+  mean = table[key]["mean"]
+  assert math.isfinite(mean) and low <= mean <= high, (key, table[key])
+
+
+@pytest.mark.parametrize("name", _NAMES)
+def test_committed_notebook_is_clean(name):
+  """Valid nbformat 4, outputs cleared, a Colab badge, install + parameters."""
+  path = os.path.join(_NOTEBOOKS, f"{name}.ipynb")
+  nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+  nbformat.validate(nb)
+  assert nb.nbformat == 4
+  code = [c for c in nb.cells if c.cell_type == "code"]
+  assert all(not c.outputs and c.execution_count is None for c in code), (
+      f"{path}: clear the outputs before committing.")
+  assert re.search(r"\(https://colab\.research\.google\.com/github/[^/]+/"
+                   rf"hpunet/blob/main/notebooks/{name}\.ipynb\)",
+                   nb.cells[0].source), f"{path}: no Colab badge first."
+  params = nb.cells[_parameters_index(nb, name)].source
+  for line in ("SMOKE = False", "WORKDIR = None", "DATA_DIR = None",
+               "TRAIN_STEPS = "):
+    assert line in params, f"{path}: parameters cell lacks {line!r}"
+  install = next(c.source for c in code if "pip install" in c.source)
+  assert 'find_spec("hpunet") is None' in install
+  assert '!pip install -q -c constraints.txt -e ".[data,eval]"' in install
+
+
+def test_quickstart_restores_a_checkpoint(smoke_workdir, synthetic_data_dir,
+                                          tmp_path):
+  workdir = tmp_path / "out"
+  values, _ = _run(
+      "quickstart",
+      dict(SMOKE=True, CHECKPOINT=str(smoke_workdir), WORKDIR=str(workdir),
+           DATA_DIR=synthetic_data_dir, NUM_SAMPLES=4, EVAL_BATCHES=1),
+      dict(table="metrics_table", step="step", labels_shape="labels.shape",
+           std_max="float(p_std.max())", rec_iou="rec_iou.tolist()",
+           modes="list(per_scale)", outputs="sorted(os.listdir(OUT_DIR))"),
+      tmp_path)
+  config = sample.load_workdir_config(str(smoke_workdir))
+  batch = int(config.input.eval_batch_size)
+  height, width = config.input.crop_size
+  table = values["table"]
+  _assert_in_range(table, "ged", 0.0, 2.0)
+  _assert_in_range(table, "ged_modes", 0.0, 2.0)
+  _assert_in_range(table, "hm_iou", 0.0, 1.0)
+  _assert_in_range(table, "rec_iou", 0.0, 1.0)
+  assert table["ged"]["num_images"] == batch  # EVAL_BATCHES=1
+  # The fixture's newest checkpoint was restored.
+  steps = [int(d) for d in os.listdir(os.path.join(smoke_workdir,
+                                                   "checkpoints"))
+           if d.isdigit()]
+  assert values["step"] == max(steps)
+  assert values["labels_shape"] == [4, batch, height, width]  # [S, B, H, W]
+  assert 0.0 <= values["std_max"] <= 0.5  # std of a probability
+  assert all(0.0 <= v <= 1.0 for v in values["rec_iou"])
+  assert values["modes"] == ["full", "only_most_global", "only_most_local"]
+  for name in ("training_curves.png", "reconstructions.png", "samples_0.png",
+               "std.png", "per_scale.png", "eval"):
+    assert name in values["outputs"], (name, values["outputs"])
+  results = json.loads((workdir / "notebook" / "eval" /
+                        "results.json").read_text())
+  assert results["table"] == table and results["task"] == "synthetic"
+  assert (workdir / "notebook" / "eval" / "results.md").read_text().count(
+      "GED²") >= 2
+
+
+def test_lidc_builds_trains_and_evaluates(tmp_path):
+  workdir = tmp_path / "lidc_run"
+  values, _ = _run(
+      "lidc",
+      dict(SMOKE=True, WORKDIR=str(workdir), DATA_DIR=str(tmp_path / "tfds"),
+           TRAIN_STEPS=2, NUM_SAMPLES=4),
+      dict(table="metrics_table", splits="split_sizes", step="step",
+           shown="len(shown)", num_images="results['num_images']"),
+      tmp_path)
+  # The dummy archives: 5 / 2 / 2 images.
+  assert values["splits"] == {"train": 5, "validation": 2, "test": 2}
+  assert values["step"] == 2
+  assert values["num_images"] == 2 and values["shown"] == 2
+  table = values["table"]
+  _assert_in_range(table, "ged", 0.0, 2.0)
+  _assert_in_range(table, "hm_iou", 0.0, 1.0)
+  _assert_in_range(table, "rec_iou", 0.0, 1.0)
+  out = workdir / "notebook"
+  for name in ("data.png", "samples_vs_graders.png", "per_scale.png",
+               "eval/results.json", "eval/results.md"):
+    assert (out / name).is_file(), name
+  assert (workdir / "checkpoints" / "2").is_dir()
+
+
+def test_instances_clusters_samples_into_instances(tmp_path):
+  workdir = tmp_path / "snemi3d_run"
+  values, _ = _run(
+      "instances",
+      dict(SMOKE=True, WORKDIR=str(workdir), DATA_DIR=str(tmp_path / "tfds"),
+           TRAIN_STEPS=2, EVAL_BATCHES=1),
+      dict(table="metrics_table", splits="split_sizes", step="step",
+           num_samples="num_samples", labels_shape="labels.shape",
+           num_instances="num_instances", rand_errors="rand_errors",
+           map_shape="instance_map.shape",
+           gt_instances="len(np.unique(gt[valid[0]])[1:])"),
+      tmp_path)
+  assert values["splits"] == {"train": 1280, "validation": 160, "test": 160}
+  assert values["step"] == 2
+  assert values["num_samples"] == 16  # the paper's for SNEMI3D
+  assert values["labels_shape"] == [4, 16, 32, 32]  # [B, S, H, W]
+  assert values["map_shape"] == [32, 32]
+  assert all(n >= 1 for n in values["num_instances"]), values
+  assert values["gt_instances"] >= 2  # the centre crop spans block borders
+  assert all(0.0 <= e <= 1.0 for e in values["rand_errors"]), values
+  table = values["table"]
+  _assert_in_range(table, "rand_error", 0.0, 1.0)
+  _assert_in_range(table, "rec_iou", 0.0, 1.0)
+  assert table["rand_error"]["num_images"] == 4
+  assert (workdir / "notebook" / "instances.png").is_file()
+  assert (workdir / "notebook" / "eval" / "results.json").is_file()
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__, "-v"]))
