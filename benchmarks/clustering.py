@@ -20,6 +20,7 @@ random instance id (speckle, which makes many pixel codes unique; the
 Usage: python benchmarks/clustering.py [--repeats 3]
 """
 
+import common  # benchmarks/common.py (also puts the repo on sys.path)
 import argparse
 import json
 import os
@@ -34,15 +35,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from hpunet import clustering  # pylint: disable=g-import-not-at-top
 
 
-def _cpu_model():
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
 
 
 def _noisy_samples(objects, background, ids, num_samples, rng,
@@ -123,7 +115,7 @@ def main():
   rng = np.random.default_rng(0)
   report = {
       "benchmark": "clustering (HPU-Net Algorithm 1 + Appendix H)",
-      "hardware": {"cpu_model": _cpu_model(), "cores": os.cpu_count(),
+      "hardware": {"cpu_model": common.cpu_model(), "cores": os.cpu_count(),
                    "machine": platform.machine()},
       "versions": {"python": platform.python_version(),
                    "numpy": np.__version__,

@@ -16,6 +16,7 @@ Prints ONE JSON object: hardware, versions, config, seconds.
 Usage: python benchmarks/evaluation.py [--images 1992] [--chunk 128]
 """
 
+import common  # benchmarks/common.py (also puts the repo on sys.path)
 import argparse
 import json
 import os
@@ -30,15 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from hpunet import metrics  # pylint: disable=g-import-not-at-top
 
 
-def _cpu_model():
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
 
 
 def _lesion_masks(rng, num_images, num_masks, size, p_empty):
@@ -111,7 +103,7 @@ def main():
   print(json.dumps({
       "benchmark": "LIDC-sized evaluation: GED^2 (V-statistic) + "
                    "Hungarian-matched IoU",
-      "hardware": {"cpu_model": _cpu_model(), "cores": os.cpu_count(),
+      "hardware": {"cpu_model": common.cpu_model(), "cores": os.cpu_count(),
                    "machine": platform.machine()},
       "versions": {"python": platform.python_version(),
                    "numpy": np.__version__, "scipy": scipy.__version__},

@@ -15,6 +15,7 @@ Compiling the full model takes minutes per k on a 2-core CPU. Prints ONE
 JSON object.
 """
 
+import common  # benchmarks/common.py (also puts the repo on sys.path)
 import argparse
 import json
 import os
@@ -43,15 +44,6 @@ def _parse():
   return p.parse_args()
 
 
-def _cpu_model():
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
 
 
 def main():
@@ -138,7 +130,7 @@ def main():
                    "fake_devices": jax.device_count(),
                    "cpu_count": os.cpu_count(),
                    "machine": platform.machine(),
-                   "cpu_model": _cpu_model()},
+                   "cpu_model": common.cpu_model()},
       "versions": {"python": platform.python_version(),
                    "jax": jax.__version__, "jaxlib": jaxlib.__version__},
       "config": args.config,

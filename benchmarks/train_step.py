@@ -17,6 +17,7 @@ compiled step (per device; multiplied by the device count for the step).
 Prints ONE JSON object (hardware, versions, config, figures).
 """
 
+import common  # benchmarks/common.py (also puts the repo on sys.path)
 import argparse
 import json
 import os
@@ -69,7 +70,7 @@ def _hardware():
           "device_count": jax.device_count(),
           "process_count": jax.process_count(),
           "cpu_count": os.cpu_count(), "machine": platform.machine(),
-          "cpu_model": _cpu_model()}
+          "cpu_model": common.cpu_model()}
 
 
 def _setup(config, batch_size, image_size, devices):
@@ -167,15 +168,6 @@ def _flops_only():
   return out
 
 
-def _cpu_model():
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
 
 
 def main():
