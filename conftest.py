@@ -30,6 +30,15 @@ except ImportError:  # pragma: no cover
   pass
 
 
+@pytest.fixture(scope="module")
+def fast_compiles():
+  """Skips most XLA optimisations: smoke steps compile several times faster."""
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)
+
+
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory):
   """A TFDS data_dir holding the tiny `synthetic/s32` dataset (built once)."""

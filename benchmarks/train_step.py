@@ -99,18 +99,7 @@ def _setup(config, batch_size, image_size, devices):
       "seg": rng.integers(0, config.model.num_classes,
                           (batch_size, h, w)).astype(np.int32),
       "mask": np.ones((batch_size, h, w), np.float32)}
-  shapes = jax.eval_shape(
-      lambda k, b: objectives.init_params(networks, k, b, config.loss),
-      jax.random.key(0), local)
-
-  def fill(path, s):
-    if path[0].key == "lagrange_multiplier":
-      return np.asarray(geco.V0, np.float32)
-    fan_in = max(1, int(np.prod(s.shape[:-1])))
-    return (0.3 * rng.standard_normal(s.shape) /
-            np.sqrt(fan_in)).astype(np.float32)
-
-  params = jax.tree_util.tree_map_with_path(fill, shapes)
+  params = objectives.init_params_on_host(networks, local, config.loss)
   num_params = sum(int(np.prod(x.shape))
                    for x in jax.tree.leaves(params["model"]))
   state = train.TrainState(step=np.int32(0), params=params,

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hpunet import geco
 from hpunet import losses
@@ -59,6 +60,31 @@ def init_params(networks, rng: Array, batch: Batch,
   if cfg["type"] == "geco":
     params["lagrange_multiplier"] = geco.init_lagrange_multiplier()
   return params
+
+
+def init_params_on_host(networks, batch: Batch,
+                        loss_config: Mapping[str, Any], *, seed: int = 0
+                        ) -> dict:
+  """Deterministic random parameters made with numpy, for tests/benchmarks.
+
+  Same tree as `init_params`, but filled on the host (scaled normal,
+  0.3 / sqrt(fan_in); the multiplier at lambda = 1), so no RNG kernel is
+  compiled per parameter shape. Not the papers' initialisers: use
+  `init_params` for training.
+  """
+  shapes = jax.eval_shape(
+      lambda k, b: init_params(networks, k, b, loss_config),
+      jax.random.key(0), batch)
+  rng = np.random.default_rng(seed)
+
+  def fill(path, s):
+    if path[0].key == "lagrange_multiplier":
+      return np.asarray(geco.V0, np.float32)
+    fan_in = max(1, int(np.prod(s.shape[:-1])))
+    return (0.3 * rng.standard_normal(s.shape) /
+            np.sqrt(fan_in)).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 def _model_inputs(batch: Batch, networks, num_classes=None):

@@ -208,30 +208,11 @@ def _host_state(config, networks, optimizer, batch, seed=0):
   (The real jitted init is exercised by tests/train_test.py's end-to-end
   runs; here every config's *train step* is what is under test.)
   """
-  shapes = jax.eval_shape(
-      lambda k, b: objectives.init_params(networks, k, b, config.loss),
-      jax.random.key(0), batch)
-  rng = np.random.default_rng(seed)
-
-  def fill(path, s):
-    if path[0].key == "lagrange_multiplier":
-      return np.asarray(geco.V0, np.float32)
-    fan_in = max(1, int(np.prod(s.shape[:-1])))
-    return (0.3 * rng.standard_normal(s.shape) /
-            np.sqrt(fan_in)).astype(np.float32)
-
-  params = jax.tree_util.tree_map_with_path(fill, shapes)
+  params = objectives.init_params_on_host(networks, batch, config.loss,
+                                          seed=seed)
   return train.TrainState(step=np.int32(0), params=params,
                           opt_state=optimizer.init(params),
                           geco_state=geco.init_geco_state())
-
-
-@pytest.fixture(scope="module")
-def fast_compiles():
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
 
 
 @pytest.mark.parametrize("name", _NAMES)

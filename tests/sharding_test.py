@@ -166,20 +166,8 @@ def _smoke_config():
 
 
 def _host_params(networks, config, batch, seed=0):
-  """Deterministic host-side parameters (no RNG kernels to compile)."""
-  shapes = jax.eval_shape(
-      lambda k, b: objectives.init_params(networks, k, b, config.loss),
-      jax.random.key(0), batch)
-  rng = np.random.default_rng(seed)
-
-  def fill(path, s):
-    if path[0].key == "lagrange_multiplier":
-      return np.asarray(geco.V0, np.float32)
-    fan_in = max(1, int(np.prod(s.shape[:-1])))
-    return (0.3 * rng.standard_normal(s.shape) /
-            np.sqrt(fan_in)).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(fill, shapes)
+  return objectives.init_params_on_host(networks, batch, config.loss,
+                                        seed=seed)
 
 
 def _local_batch():

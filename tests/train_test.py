@@ -128,14 +128,6 @@ def data_dir():
   return _DATA_DIR
 
 
-@pytest.fixture(scope="module")
-def fast_compiles():
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
-
-
 # --- Pure pieces -------------------------------------------------------------
 
 
