@@ -16,18 +16,34 @@ posterior means (`reconstruct(mean=True)`):
 | task | metrics |
 |---|---|
 | lidc | GED^2 (graders), Hungarian IoU (all; subset B = all 4 graders marked a lesion), IoU_rec (all 4 gradings) |
-| synthetic | GED^2 against the known modes (weighted) and against the graders, Hungarian IoU, IoU_rec, mode frequencies vs the true probabilities (total variation) |
+| synthetic | GED^2 against the known modes (weighted) and against the graders, Hungarian IoU, IoU_rec, mode frequencies vs the true probabilities (total variation), per-scale variance ratios and per-factor reconstruction recall (below) |
 | snemi3d | IoU_rec (ids 1..15), adapted Rand error of the Hamming-clustered samples (alpha = 16) |
 | cityscapes_cars | IoU_rec (car ids), adapted Rand error (alpha = 32, car pixels), AP / AP50 through the official evaluation when `--cityscapes_gt_dir` is given |
 | cityscapes_flips | GED^2 against the 32 modes (weighted, nan-mean IoU over the 10 switchable classes), mode frequencies, pixel-wise flip frequencies |
+
+Per-scale variance ratios (synthetic; HPU-Net Fig. 3 / 15 made
+quantitative): for each sampling mode (all levels / only the most global /
+only the most local level sampled, the others at their means) and each factor
+of variation of the synthetic data (the image-global faint spots, the two
+mid-scale ambiguous blobs, their 1-2 px thick/thin rings), the sampled
+per-pixel label variance over the true one inside that factor's pixels
+(`metrics.variance_ratio`): 1 = the samples vary there as much as the ground
+truth, 0 = not at all. Per-factor reconstruction recall (`rec_recall_*`):
+the fraction of a factor's pixels that the posterior-mean reconstructions
+draw where a grader marked them (`metrics.region_recall`); a factor with
+high recall but no sampled variance is encoded by the posterior and missed
+by the prior.
 
 Outputs go to `<workdir>/eval/<split>_step<step>/` (or `--out_dir`):
 `results.json`, `results.md` (a table shaped like the HPU-Net paper's
 Table 1) and `figures/*.png` — sample grids, per-pixel std maps, per-scale
 sampling (HPU-Net Fig. 3 / 15: full, only the most global, only the most
 local latent level sampled), clustered instances, and the mode-frequency vs
-ground-truth probability plot. Scalars and figures also go to the run's
-TensorBoard under `<split>/`.
+ground-truth probability plot. With several workdirs each run's own outputs
+go to `<workdir>/eval/<split>_step<step>/` (or `<out_dir>/run<k>/`, k = the
+position in `--workdir`) and the combined results.json/.md to the first
+run's folder (or `--out_dir`). Scalars and figures also go to the first
+run's TensorBoard under `<split>/`.
 
 Multi-host: every process evaluates its share of the split (the eval
 pipeline pads and masks); per-image values are gathered once and process 0
@@ -40,7 +56,7 @@ import functools
 import json
 import os
 import types
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
@@ -96,6 +112,14 @@ _TABLE_ROWS = (
     ("ged_subset_b", "GED², subset B"),
     ("rand_error", "Adapted Rand error"),
     ("mode_tv", "Mode-frequency total variation"),
+) + tuple(
+    (f"rec_recall_{factor}", f"Reconstruction recall of {factor}")
+    for factor in metrics_lib.SYNTHETIC_FACTORS) + tuple(
+    (f"var_{mode}_{factor}", f"Variance ratio {factor}, {label}")
+    for mode, label in (("full", "all levels"),
+                        ("only_most_global", "only most global level"),
+                        ("only_most_local", "only most local level"))
+    for factor in metrics_lib.SYNTHETIC_FACTORS) + (
     ("ap", "AP (cars)"),
     ("ap50", "AP50 (cars)"),
 )
@@ -222,23 +246,22 @@ def make_reconstruct_fn(networks: networks_lib.Networks):
 
 def _binary_metrics(out, samples, recs, batch, valid, *, subset_b: bool):
   """LIDC / synthetic: samples [B, S, H, W] bool, recs [B, G, H, W] bool."""
+  valid = np.asarray(valid, bool)
+  if not valid.any():  # an all-padding batch (multi-host tail)
+    return
   graders = np.moveaxis(np.asarray(batch["masks"]) > 0, -1, 1)  # [B, G, H, W]
-  for b in np.flatnonzero(valid):
-    out["rec_iou"].append(
-        float(metrics_lib.lidc_reconstruction_iou(recs[b], graders[b])))
-    out["ged"].append(float(metrics_lib.ged(samples[b], graders[b])))
-    out["hm_iou"].append(float(metrics_lib.hungarian_iou(samples[b],
-                                                         graders[b])))
-    if subset_b:  # LIDC subset B: all four graders marked a lesion.
-      in_b = bool(graders[b].any(axis=(1, 2)).all())
-      out["hm_iou_subset_b"].append(out["hm_iou"][-1] if in_b else np.nan)
-      out["ged_subset_b"].append(out["ged"][-1] if in_b else np.nan)
-    if "modes" in batch:
-      modes = np.asarray(batch["modes"][b]) > 0  # [M, H, W]
-      probs = np.asarray(batch["mode_probs"][b], np.float64)
-      out["ged_modes"].append(float(metrics_lib.ged(samples[b], modes, probs)))
-      out["_assignments"].append(metrics_lib.assign_modes(samples[b], modes))
-      out["_mode_probs"].append(probs)
+  has_modes = "modes" in batch
+  modes = np.asarray(batch["modes"])[valid] > 0 if has_modes else None
+  probs = (np.asarray(batch["mode_probs"], np.float64)[valid] if has_modes
+           else None)
+  values = metrics_lib.binary_batch_metrics(
+      samples[valid], recs[valid], graders[valid], modes, probs,
+      subset_b=subset_b)
+  for key, per_image in values.items():
+    out[key].extend(float(v) for v in per_image)
+  if has_modes:
+    out["_assignments"].extend(metrics_lib.assign_modes(samples[valid], modes))
+    out["_mode_probs"].extend(probs)
 
 
 def _instance_metrics(out, task, spec, labels, recs, batch, valid, seed,
@@ -337,15 +360,53 @@ def _mode_frequency_plot(path: str, freqs: metrics_lib.ModeFrequencies,
   plt.close(fig)
 
 
-def per_scale_modes(num_levels: int) -> dict[str, Any]:
-  """The colab's sampling modes as `mean` flags, coarse -> fine."""
-  if num_levels < 2:
+def per_scale_modes(latent_dims: Union[int, Sequence[int]]) -> dict[str, Any]:
+  """The colab's sampling modes as `mean` flags, coarse -> fine.
+
+  Args:
+    latent_dims: the number of latent levels, or the per-level latent sizes
+      (`networks.latent_dims`); levels of size 0 sample nothing, so "most
+      global" and "most local" are the first and last levels with latents.
+
+  Returns:
+    name -> `mean` flags: "full" (sample every level) and, with at least two
+    sampling levels, "only_most_global" / "only_most_local" (every other
+    level at its mean).
+  """
+  dims = ((1,) * latent_dims if isinstance(latent_dims, int)
+          else tuple(int(d) for d in latent_dims))
+  active = [i for i, d in enumerate(dims) if d > 0]
+  if len(active) < 2:
     return {"full": False}
+  only = lambda j: tuple(i != j for i in range(len(dims)))
   return {
       "full": False,
-      "only_most_global": (False,) + (True,) * (num_levels - 1),
-      "only_most_local": (True,) * (num_levels - 1) + (False,),
+      "only_most_global": only(active[0]),
+      "only_most_local": only(active[-1]),
   }
+
+
+def _scale_metrics(out, scale_samples, recs, batch, valid):
+  """Synthetic, per factor: sampled / true label variance for each sampling
+  mode, and the recall of the reconstructions where graders marked it.
+
+  scale_samples: mode name -> bool samples [B, S, H, W]; recs: bool
+  reconstructions of the graders' masks [B, G, H, W].
+  """
+  modes = np.asarray(batch["modes"]) > 0  # [B, M, H, W]
+  probs = np.asarray(batch["mode_probs"], np.float64)  # [B, M]
+  p_true = np.einsum("bm,bmhw->bhw", probs, modes)
+  regions = metrics_lib.synthetic_factor_regions(modes)
+  graders = np.moveaxis(np.asarray(batch["masks"]) > 0, -1, 1)
+  for factor in metrics_lib.SYNTHETIC_FACTORS:
+    recall = metrics_lib.region_recall(recs, graders, regions[factor])
+    out[f"rec_recall_{factor}"].extend(
+        float(r) for r in np.asarray(recall)[valid])
+  for name, samples in scale_samples.items():
+    for factor in metrics_lib.SYNTHETIC_FACTORS:
+      ratio = metrics_lib.variance_ratio(samples, p_true, regions[factor])
+      out[f"var_{name}_{factor}"].extend(
+          float(r) for r in np.asarray(ratio)[valid])
 
 
 # ----------------------------------------------------------------------------
@@ -387,6 +448,11 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, *,
   rng = jax.random.fold_in(jax.random.key(seed), step)
   if task == "cityscapes_cars" and cityscapes_gt_dir and ap_dir is None:
     raise ValueError("Cityscapes AP needs a results folder (ap_dir).")
+  # Synthetic: the per-scale sampling modes other than "full" (HPU-Net).
+  scale_fns = {} if task != "synthetic" else {
+      name: make_sample_fn(networks, num_samples, spec.foreground, mean=mean)
+      for name, mean in per_scale_modes(networks.latent_dims).items()
+      if name != "full"}
 
   out = collections.defaultdict(list)
   figures = {}
@@ -410,6 +476,13 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, *,
           for g in range(masks.shape[-1])], 1)  # [B, G, H, W]
       _binary_metrics(out, labels > 0, recs > 0, batch, valid,
                       subset_b=task == "lidc")
+      if "modes" in batch:
+        scale_samples = {"full": labels > 0}
+        for j, (name, fn) in enumerate(scale_fns.items()):
+          scale_labels, _, _ = jax.device_get(
+              fn(params, jax.random.fold_in(batch_rng, 100 + j), image))
+          scale_samples[name] = np.moveaxis(scale_labels, 0, 1) > 0
+        _scale_metrics(out, scale_samples, recs > 0, batch, valid)
       gt_fig, rec_fig = masks[..., 0] > 0, recs[:, 0]
     else:
       recs = np.asarray(reconstruct_fn(params, jax.random.fold_in(batch_rng, 1),
@@ -483,7 +556,7 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, *,
 def _per_scale_figure(networks, params, rng, image, num_samples, spec):
   """Rows: images; per mode (full / only most global / only most local):
   the per-pixel std of P(foreground) over samples and two samples."""
-  modes = per_scale_modes(len(networks.latent_dims))
+  modes = per_scale_modes(networks.latent_dims)
   columns = [summary_writer.image_to_rgb(np.asarray(image))]
   for j, mean in enumerate(modes.values()):
     fn = make_sample_fn(networks, num_samples, spec.foreground, mean=mean)
@@ -546,8 +619,10 @@ def evaluate(config: ml_collections.ConfigDict, workdirs: Sequence[str], *,
   workdirs = list(workdirs)
   runs = []
   for w, workdir in enumerate(workdirs):
-    run_dir = out_dir if (out_dir and len(workdirs) == 1) else None
-    if run_dir is None:
+    if out_dir:  # everything under out_dir, per run in run<k>/ if several
+      run_dir = out_dir if len(workdirs) == 1 else os.path.join(
+          out_dir, f"run{w}")
+    else:
       latest = checkpointing.Checkpointer(workdir, async_save=False)
       step = latest.latest_step()
       latest.close()

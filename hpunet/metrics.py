@@ -426,6 +426,50 @@ def lidc_reconstruction_iou(reconstructions, ground_truths):
   return _result(np.mean(iou(reconstructions, ground_truths), axis=-1))
 
 
+def binary_batch_metrics(samples, reconstructions, graders, modes=None,
+                         mode_probs=None, *, subset_b=False
+                         ) -> dict[str, np.ndarray]:
+  """Per-image metrics of a batch of a binary task (LIDC, synthetic).
+
+  The one definition used by both the trainer's periodic validation and
+  `python -m hpunet.evaluate`.
+
+  Args:
+    samples: bool `[B, S, H, W]` prior samples (argmax).
+    reconstructions: bool `[B, G, H, W]`, the posterior-mean reconstruction
+      of each grading.
+    graders: bool `[B, G, H, W]` the gradings.
+    modes: optional bool `[B, M, H, W]` known modes (synthetic).
+    mode_probs: `[B, M]` their probabilities (with `modes`).
+    subset_b: add the LIDC subset-B metrics (all graders marked a lesion;
+      NaN for the other images).
+
+  Returns:
+    name -> float64 `[B]`: `rec_iou` (B4), `ged` (B2, against the graders),
+    `hm_iou` (B3); `ged_modes` (against the known modes, weighted) with
+    `modes`; `hm_iou_subset_b`, `ged_subset_b` with `subset_b`.
+  """
+  s = np.asarray(samples, bool)
+  y = np.asarray(graders, bool)
+  out = {
+      "rec_iou": np.asarray(lidc_reconstruction_iou(reconstructions, y),
+                            np.float64).reshape(-1),
+      "ged": np.asarray(ged(s, y), np.float64).reshape(-1),
+      "hm_iou": np.asarray(hungarian_iou(s, y), np.float64).reshape(-1),
+  }
+  if subset_b:
+    in_b = y.any(axis=(-2, -1)).all(axis=-1)
+    out["hm_iou_subset_b"] = np.where(in_b, out["hm_iou"], np.nan)
+    out["ged_subset_b"] = np.where(in_b, out["ged"], np.nan)
+  if modes is not None:
+    if mode_probs is None:
+      raise ValueError("binary_batch_metrics: modes need mode_probs.")
+    out["ged_modes"] = np.asarray(
+        ged(s, np.asarray(modes, bool), np.asarray(mode_probs, np.float64)),
+        np.float64).reshape(-1)
+  return out
+
+
 def reconstruction_iou(reconstruction, ground_truth, *, class_ids,
                        ignore_mask=None):
   """IoU_rec on label maps: nan-mean IoU over the stochastic id classes.
@@ -642,6 +686,90 @@ def mode_frequencies(assignments, mode_probs):
   predicted = counts / max(a.size, 1)
   tv = 0.5 * np.abs(predicted - expected).sum()
   return ModeFrequencies(predicted, expected, float(tv), int(a.size))
+
+
+# Synthetic dataset (datasets/synthetic): mode = 9 g + 3 s1 + s2, g = faint
+# spots annotated, s_k in {0: blob k absent, 1: thin, 2: thick}.
+SYNTHETIC_FACTORS = ("spots", "blobs", "rings")
+
+
+def synthetic_factor_regions(modes):
+  """Pixels controlled by each factor of variation of a synthetic example.
+
+  Args:
+    modes: `[..., 18, H, W]` the example's 18 mode masks (mode index
+      9 g + 3 s1 + s2, see datasets/synthetic).
+
+  Returns:
+    dict factor -> bool `[..., H, W]`: "spots" (the global factor g: the faint
+    spots, spread over the image), "blobs" (the two ambiguous blobs' thin
+    masks: mid-scale, independent presence) and "rings" (thick minus thin
+    outline: the 1-2 px local boundary variant).
+  """
+  m = np.asarray(modes, bool)
+  if m.shape[-3] != 18:
+    raise ValueError(f"synthetic_factor_regions: expected 18 modes on axis "
+                     f"-3, got shape {m.shape}.")
+  base = m[..., 0, :, :]
+  blob1, blob1_thick = m[..., 3, :, :], m[..., 6, :, :]
+  blob2, blob2_thick = m[..., 1, :, :], m[..., 2, :, :]
+  return {
+      "spots": m[..., 9, :, :] & ~base,
+      "blobs": (blob1 | blob2) & ~base,
+      "rings": ((blob1_thick & ~blob1) | (blob2_thick & ~blob2)) & ~base,
+  }
+
+
+def variance_ratio(samples, p_true, region):
+  """Sampled over true per-pixel label variance inside `region`.
+
+  `sum_region v_hat / sum_region p (1 - p)` with `v_hat` the unbiased
+  Bernoulli variance of the `n` binary samples per pixel and `p` the true
+  per-pixel foreground probability. 1 = the samples vary as much as the
+  ground truth there, 0 = they do not vary (HPU-Net Fig. 3 / 15 made
+  quantitative: which scale's latents move which factor).
+
+  Args:
+    samples: bool `[..., n, H, W]`.
+    p_true: `[..., H, W]` true P(foreground).
+    region: bool `[..., H, W]`.
+
+  Returns:
+    `[...]` float; NaN where the region has no true variance.
+  """
+  s = np.asarray(samples, bool)
+  n = s.shape[-3]
+  if n < 2:
+    raise ValueError("variance_ratio needs at least 2 samples per image.")
+  p_hat = s.mean(-3)
+  v_hat = p_hat * (1.0 - p_hat) * n / (n - 1)
+  r = np.asarray(region, bool)
+  p = np.asarray(p_true, np.float64)
+  num = np.sum(v_hat * r, axis=(-2, -1))
+  den = np.sum(p * (1.0 - p) * r, axis=(-2, -1))
+  return _result(_safe_divide(num, den, np.nan))
+
+
+def region_recall(predictions, ground_truths, region):
+  """Fraction of the annotated pixels inside `region` that are predicted.
+
+  `sum(pred & gt & region) / sum(gt & region)` pooled over the `G` masks of
+  an image: e.g. how much of the faint spots the posterior-mean
+  reconstructions draw when a grader marked them.
+
+  Args:
+    predictions: bool `[..., G, H, W]`.
+    ground_truths: bool `[..., G, H, W]`.
+    region: bool `[..., H, W]`.
+
+  Returns:
+    `[...]` float; NaN where no grader annotated the region.
+  """
+  p = np.asarray(predictions, bool)
+  y = np.asarray(ground_truths, bool) & np.asarray(region, bool)[..., None, :, :]
+  num = np.sum(p & y, axis=(-3, -2, -1))
+  den = np.sum(y, axis=(-3, -2, -1))
+  return _result(_safe_divide(num, den, np.nan))
 
 
 @dataclasses.dataclass(frozen=True)

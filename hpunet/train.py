@@ -385,9 +385,10 @@ def evaluate(params: PyTree, *, eval_fns, batches: Iterator[Mapping[str, Any]],
     is reconstructed and the foreground IoU averaged over graders; otherwise
     the batch's `seg` is reconstructed and, for more than two classes, the
     nan-mean IoU over `class_ids` is taken (ignoring `mask == 0` pixels).
-  - `ged` (B2, V-statistic) against the known modes weighted by `mode_probs`
-    (synthetic) or the graders (LIDC); `hm_iou` (B3) against the graders.
-    Binary tasks only.
+  - With `masks` on a binary task, `metrics.binary_batch_metrics`, as
+    `python -m hpunet.evaluate`: `ged` (B2, V-statistic) and `hm_iou` (B3)
+    against the graders, and `ged_modes` against the known modes weighted by
+    `mode_probs` (synthetic).
   Padding examples (`batch_mask` False) are dropped; per-image values are
   nan-averaged over the subset.
   """
@@ -410,9 +411,17 @@ def evaluate(params: PyTree, *, eval_fns, batches: Iterator[Mapping[str, Any]],
         seg = jnp.asarray(batch["masks"][..., g]).astype(jnp.int32)
         recs.append(_fetch(reconstruct(params, jax.random.fold_in(rec_rng, g),
                                        batch["image"], seg)))
-      rec = np.stack(recs, 1) > 0  # [B, G, H, W]
-      gts = np.moveaxis(host["masks"], -1, 1) > 0  # [B, G, H, W]
-      values["rec_iou"].append(metrics_lib.lidc_reconstruction_iou(rec, gts))
+      samples = _fetch(sample(params, sample_rng, batch["image"]))
+      has_modes = "modes" in host and "mode_probs" in host
+      # The same per-image metrics as `python -m hpunet.evaluate`.
+      batch_values = metrics_lib.binary_batch_metrics(
+          np.moveaxis(samples, 0, 1) > 0,  # [B, S, H, W]
+          np.stack(recs, 1) > 0,  # [B, G, H, W]
+          np.moveaxis(host["masks"], -1, 1) > 0,
+          host["modes"] > 0 if has_modes else None,
+          host["mode_probs"] if has_modes else None)
+      for key, per_image in batch_values.items():
+        values[key].append(per_image)
     else:
       rec = _fetch(reconstruct(params, rec_rng, batch["image"], batch["seg"]))
       if binary:
@@ -422,18 +431,6 @@ def evaluate(params: PyTree, *, eval_fns, batches: Iterator[Mapping[str, Any]],
         ignore = host["mask"] == 0 if "mask" in host else None
         values["rec_iou"].append(metrics_lib.reconstruction_iou(
             rec, host["seg"], class_ids=tuple(ids), ignore_mask=ignore))
-    if binary and ("masks" in host or "modes" in host):
-      samples = _fetch(sample(params, sample_rng, batch["image"]))
-      samples = np.moveaxis(samples, 0, 1) > 0  # [B, S, H, W]
-      if "modes" in host and "mode_probs" in host:
-        values["ged"].append(metrics_lib.ged(samples, host["modes"] > 0,
-                                             host["mode_probs"]))
-      else:
-        values["ged"].append(metrics_lib.ged(
-            samples, np.moveaxis(host["masks"], -1, 1) > 0))
-      if "masks" in host:
-        values["hm_iou"].append(metrics_lib.hungarian_iou(
-            samples, np.moveaxis(host["masks"], -1, 1) > 0))
     values["_valid"].append(valid)
   valid = np.concatenate(values.pop("_valid")) if values else np.zeros(0, bool)
   out = {"num_examples": float(valid.sum())}
@@ -636,13 +633,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         writer.write_scalars(step, scalars)
         last_metrics.update(scalars)
         eta = (num_steps - step) / steps_per_sec if steps_per_sec else 0.0
+        # GECO's multiplier only where there is one (not for the ELBO).
+        lagmul = (f" lagmul {means['lagmul']:.4g}" if "lagmul" in means
+                  else "")
         logging.info(
-            "step %d/%d | loss %.4g rec/px %.4g kl %.4g lagmul %.4g | "
+            "step %d/%d | loss %.4g rec/px %.4g kl %.4g%s | "
             "%.1f img/s %.3f s/step | lr %.3g | ETA %s", step, num_steps,
             means.get("loss", float("nan")),
             means.get("rec_loss_mean", float("nan")),
-            means.get("kl_sum", float("nan")),
-            means.get("lagmul", float("nan")),
+            means.get("kl_sum", float("nan")), lagmul,
             steps_per_sec * global_batch,
             1.0 / steps_per_sec if steps_per_sec else float("nan"),
             means.get("learning_rate", float("nan")), _format_duration(eta))

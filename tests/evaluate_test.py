@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from hpunet import build_dataset
 from hpunet import config_lib
 from hpunet import evaluate
 from hpunet import metrics as metrics_lib
@@ -64,6 +65,34 @@ def test_known_mode_metrics_and_mode_assignment():
   np.testing.assert_allclose(ged, 0.0, atol=1e-12)
 
 
+def test_scale_metrics_of_samples_that_vary_only_the_global_factor():
+  synthetic = build_dataset.load_builder_module("synthetic")
+  ex = synthetic.generate_example(32, synthetic.split_seed(0, "test", 0))
+  modes = ex["modes"] > 0
+  # Graders: modes 9 (spots, blobs absent) and 0 (nothing ambiguous).
+  masks = np.stack([modes[9], modes[9], modes[0], modes[0]], -1)
+  batch = {"modes": modes[None].astype(np.uint8),
+           "mode_probs": ex["mode_probs"][None],
+           "masks": masks[None].astype(np.uint8)}
+  recs = np.moveaxis(masks, -1, 0)[None].copy()  # perfect reconstructions...
+  recs[0, 1] = modes[0]  # ...except grader 1's spots, missed
+  g = np.arange(8) % 2  # half the samples with spots, half without
+  scale_samples = {"full": modes[None, 9 * g + 4],  # blobs thin, present
+                   "only_most_local": modes[None, [4] * 8]}  # no variation
+  out = collections.defaultdict(list)
+  evaluate._scale_metrics(out, scale_samples, recs, batch, np.array([True]))
+  assert out["rec_recall_spots"] == [pytest.approx(0.5)]  # 1 of 2 graders
+  # No grader marked a blob or a ring: no recall to measure.
+  assert np.isnan(out["rec_recall_blobs"][0])
+  assert np.isnan(out["rec_recall_rings"][0])
+  # 8 samples, p_hat = 1/2: unbiased variance 2/7 vs the true 1/4 on spot
+  # pixels (blob pixels under spots aside).
+  assert out["var_full_spots"][0] == pytest.approx(8 / 7, rel=0.05)
+  assert out["var_full_blobs"] == [0.0] and out["var_full_rings"] == [0.0]
+  for factor in ("spots", "blobs", "rings"):
+    assert out[f"var_only_most_local_{factor}"] == [0.0]
+
+
 def test_flip_metrics_against_the_32_modes():
   label = np.zeros((1, 4, 8), np.uint8)
   label[0, :, :2] = 1  # sidewalk
@@ -101,6 +130,13 @@ def test_tables_and_sampling_modes():
       "only_most_global": (False, True, True, True),
       "only_most_local": (True, True, True, False)}
   assert evaluate.per_scale_modes(1) == {"full": False}
+  # Levels without latents (the local-only ablation) are skipped.
+  assert evaluate.per_scale_modes((0, 0, 1, 1)) == {
+      "full": False,
+      "only_most_global": (True, True, False, True),
+      "only_most_local": (True, True, True, False)}
+  assert evaluate.per_scale_modes((0, 0, 0, 1)) == {"full": False}
+  assert evaluate.per_scale_modes((85,)) == {"full": False}
 
 
 def test_restore_errors(tmp_path):
@@ -128,6 +164,10 @@ def test_evaluate_command_on_a_briefly_trained_model(smoke_workdir, tmp_path,
   for key in ("ged", "ged_modes"):
     assert 0.0 <= table[key]["mean"] <= 2.0
   assert 0.0 <= table["mode_tv"]["mean"] <= 1.0
+  # Per-scale variance ratios: every sampling mode x factor, non-negative.
+  for mode in ("full", "only_most_global", "only_most_local"):
+    for factor in ("spots", "blobs", "rings"):
+      assert table[f"var_{mode}_{factor}"]["mean"] >= 0.0, (mode, factor)
   freqs = results["pooled"][0]["mode_frequencies"]
   assert len(freqs["expected"]) == 18
   assert sum(freqs["predicted"]) == pytest.approx(1.0)
@@ -142,3 +182,64 @@ def test_evaluate_command_on_a_briefly_trained_model(smoke_workdir, tmp_path,
   config.model.channels_per_block = (4, 8, 8, 8, 8, 16)
   with pytest.raises(ValueError, match="does not match"):
     evaluate.restore_params(config, str(smoke_workdir))
+
+
+def test_several_workdirs_write_per_run_folders_under_out_dir(
+    smoke_workdir, tmp_path, synthetic_data_dir):
+  """Seeds x runs: run<k>/ per workdir, the combined table at the top."""
+  config = config_lib.load_config("synthetic", "smoke")
+  config.input.data_dir = synthetic_data_dir
+  out_dir = tmp_path / "combined"
+  results = evaluate.evaluate(config, [str(smoke_workdir)] * 2,
+                              split="test", num_samples=2, max_batches=1,
+                              out_dir=str(out_dir))
+  assert results["num_runs"] == 2 and results["num_images"] == 4
+  for k in (0, 1):
+    single = json.loads((out_dir / f"run{k}" / "results.json").read_text())
+    assert single["num_runs"] == 1
+    # Same checkpoint, same sampling seed: identical per-run tables.
+    assert single["table"]["rec_iou"]["mean"] == pytest.approx(
+        results["table"]["rec_iou"]["mean"])
+  assert all(f.startswith("run0/figures/") for f in results["figures"])
+  for f in results["figures"]:
+    assert (out_dir / f).is_file()
+
+
+def test_trainer_validation_and_evaluate_compute_the_same_metrics():
+  """train.evaluate (periodic validation) and hpunet.evaluate share
+  metrics.binary_batch_metrics: equal values on the same batch."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
+  from hpunet import sharding  # pylint: disable=g-import-not-at-top
+  from hpunet import train  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(3)
+  b, s, g, m, h, w = 4, 3, 4, 5, 8, 8
+  modes = (rng.rand(b, m, h, w) > 0.6).astype(np.uint8)
+  probs = rng.dirichlet(np.ones(m), size=b).astype(np.float32)
+  masks = np.moveaxis(modes[:, :g], 1, -1)  # graders = the first modes
+  samples = rng.rand(s, b, h, w) > 0.5  # a fixed "model"
+  batch = {"image": rng.rand(b, h, w, 1).astype(np.float32),
+           "seg": masks[..., 0].astype(np.int32),
+           "mask": np.ones((b, h, w), np.float32),
+           "masks": masks, "modes": modes, "mode_probs": probs,
+           "batch_mask": np.array([True, True, True, False])}
+  # Fakes of make_eval_fns: reconstruct flips one pixel, samples are fixed.
+  def reconstruct(params, key, image, seg):
+    del params, key, image
+    return jax.numpy.asarray(seg).at[:, 0, 0].set(1)
+  def sample(params, key, image):
+    del params, key, image
+    return jax.numpy.asarray(samples.astype(np.int32))
+  mesh = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ("data", "spatial"))
+  trainer = train.evaluate(
+      {}, eval_fns=(reconstruct, sample), batches=iter([batch]), mesh=mesh,
+      feed=sharding.data_feed(mesh, b), rng=jax.random.key(0), num_classes=2)
+  out = collections.defaultdict(list)
+  recs = np.moveaxis(masks > 0, -1, 1).copy()
+  recs[:, :, 0, 0] = True
+  evaluate._binary_metrics(out, np.moveaxis(samples, 0, 1), recs, batch,
+                           batch["batch_mask"], subset_b=False)
+  assert trainer["num_examples"] == 3
+  for key in ("rec_iou", "ged", "ged_modes", "hm_iou"):
+    assert len(out[key]) == 3
+    assert trainer[key] == pytest.approx(np.mean(out[key]), abs=1e-9), key

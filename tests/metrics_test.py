@@ -392,3 +392,41 @@ def test_bootstrap_over_seeds():
   # Pooled replicates: std dominated by the 0.1 gap between seed means.
   assert r.std == pytest.approx(0.05, rel=0.15)
   assert r == metrics.bootstrap_over_seeds(seeds, num_resamples=500, seed=0)
+
+
+def test_variance_ratio_hand_case():
+  # 2 samples [1, 0] -> p_hat 1/2, unbiased variance 1/2; truth 1/4 -> 2.
+  samples = np.zeros((2, 2, 2), bool)
+  samples[0, 0, 0] = True
+  p_true = np.full((2, 2), 0.5)
+  region = np.zeros((2, 2), bool)
+  region[0, :] = True
+  # Region = row 0. Sampled: 1/2 at (0, 0), 0 at (0, 1); truth 1/4 + 1/4.
+  assert metrics.variance_ratio(samples, p_true, region) == pytest.approx(1.0)
+  single = region & (np.arange(2)[None, :] == 0)
+  assert metrics.variance_ratio(samples, p_true, single) == pytest.approx(2.0)
+  assert np.isnan(metrics.variance_ratio(samples, np.zeros((2, 2)), region))
+  batched = metrics.variance_ratio(np.stack([samples, ~samples]),
+                                   np.stack([p_true, p_true]),
+                                   np.stack([region, region]))
+  np.testing.assert_allclose(batched, [1.0, 1.0])
+  with pytest.raises(ValueError, match="at least 2 samples"):
+    metrics.variance_ratio(samples[:1], p_true, region)
+  with pytest.raises(ValueError, match="18 modes"):
+    metrics.synthetic_factor_regions(np.zeros((17, 4, 4), bool))
+
+
+def test_region_recall_hand_case():
+  gt = np.zeros((2, 2, 3), bool)  # [G, H, W]
+  gt[0, 0, :] = True  # grader 0: 3 pixels of row 0
+  gt[1, 0, :2] = True  # grader 1: 2 of them
+  pred = np.zeros_like(gt)
+  pred[0, 0, 0] = pred[1, 0, 1] = True
+  pred[1, 1, :] = True  # outside the region: ignored
+  region = np.zeros((2, 3), bool)
+  region[0, :] = True
+  assert metrics.region_recall(pred, gt, region) == pytest.approx(2 / 5)
+  assert np.isnan(metrics.region_recall(pred, gt, ~region))
+  np.testing.assert_allclose(
+      metrics.region_recall(np.stack([pred, gt]), np.stack([gt, gt]),
+                            np.stack([region, region])), [0.4, 1.0])

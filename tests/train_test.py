@@ -340,7 +340,7 @@ def test_readme_command_runs_end_to_end(uninterrupted_run):
   evals = [r for r in records if "val/rec_iou" in r]
   assert [r["step"] for r in evals] == [_STEPS]
   assert evals[0]["val/num_examples"] == 4
-  for key in ("val/rec_iou", "val/ged", "val/hm_iou"):
+  for key in ("val/rec_iou", "val/ged", "val/ged_modes", "val/hm_iou"):
     assert 0.0 <= evals[0][key] <= 2.0, (key, evals[0][key])
   tags = _event_tags(workdir)
   assert tags["train/loss"][0] == "scalars"

@@ -121,3 +121,42 @@ def test_builder_examples_match_generator(tmp_path):
       np.testing.assert_array_equal(ex[key], ref[key])
     seen += 1
   assert seen == 5
+
+
+def test_factor_regions_and_variance_ratio_separate_the_factors():
+  """metrics.synthetic_factor_regions follows this builder's mode encoding:
+  varying one factor only moves that factor's variance ratio."""
+  from hpunet import metrics  # pylint: disable=g-import-not-at-top
+  ex = synthetic.generate_example(64, synthetic.split_seed(0, "test", 3))
+  modes = ex["modes"] > 0
+  probs = ex["mode_probs"].astype(np.float64)
+  regions = metrics.synthetic_factor_regions(modes)
+  assert set(regions) == set(metrics.SYNTHETIC_FACTORS)
+  for name, r in regions.items():
+    assert r.any(), name
+  assert not (regions["spots"] & regions["rings"]).any()
+  assert not (regions["blobs"] & regions["rings"]).any()
+  p_true = np.einsum("m,mhw->hw", probs, modes)
+  # Spot pixels are foreground with P(g = 1) = 1/2 exactly (unless a blob
+  # covers them).
+  only_spots = regions["spots"] & ~regions["blobs"]
+  np.testing.assert_allclose(p_true[only_spots], 0.5, atol=1e-6)
+
+  rng = np.random.default_rng(0)
+  n = 4000
+  # Samples from the true distribution: every ratio is 1 up to noise.
+  full = modes[rng.choice(18, size=n, p=probs / probs.sum())]
+  for name, r in regions.items():
+    assert abs(metrics.variance_ratio(full, p_true, r) - 1.0) < 0.1, name
+  # Only g varies (blobs fixed thin, present): only the spots move.
+  g = rng.integers(0, 2, size=n)
+  only_g = modes[9 * g + 3 * 1 + 1]
+  ratios = {k: metrics.variance_ratio(only_g, p_true, r)
+            for k, r in regions.items()}
+  assert ratios["spots"] > 0.9 and ratios["blobs"] == 0 and ratios["rings"] == 0
+  # Only the outlines vary (thin/thick): only the rings move.
+  s1, s2 = rng.integers(1, 3, size=(2, n))
+  only_rings = modes[3 * s1 + s2]
+  ratios = {k: metrics.variance_ratio(only_rings, p_true, r)
+            for k, r in regions.items()}
+  assert ratios["rings"] > 0.5 and ratios["spots"] == 0 and ratios["blobs"] == 0
