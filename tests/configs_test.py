@@ -25,6 +25,9 @@ _BASE = {  # derived config -> the config it imports and overrides
     "lidc_no_topk": "lidc",
     "snemi3d_spunet": "snemi3d",
     "synthetic_spunet": "synthetic",
+    "synthetic_global_latents": "synthetic",
+    "synthetic_local_latents": "synthetic",
+    "synthetic_no_topk": "synthetic",
 }
 _SECTIONS = ("Seed", "Input", "Model", "Loss", "Optimizer", "Durations",
              "Evals", "Mesh")
@@ -39,7 +42,9 @@ def test_all_issue_configs_exist():
   assert set(_NAMES) == {
       "lidc", "snemi3d", "cityscapes", "synthetic", "lidc_spunet",
       "snemi3d_spunet", "cityscapes_flips_spunet", "synthetic_spunet",
-      "lidc_global_latents", "lidc_local_latents", "lidc_no_topk"}
+      "lidc_global_latents", "lidc_local_latents", "lidc_no_topk",
+      "synthetic_global_latents", "synthetic_local_latents",
+      "synthetic_no_topk"}
 
 
 @pytest.mark.parametrize("name", _NAMES)
@@ -84,6 +89,19 @@ def test_derived_configs_change_only_their_ablation():
       "model.latent_dims"}
   assert diff(config_lib.load_config("lidc_global_latents"), lidc) == {
       "model.latent_dims", "loss.kappa"}
+  synthetic = config_lib.load_config("synthetic")
+  for ablation, lidc_ablation in (("synthetic_no_topk", "lidc_no_topk"),
+                                  ("synthetic_local_latents",
+                                   "lidc_local_latents"),
+                                  ("synthetic_global_latents",
+                                   "lidc_global_latents")):
+    # The synthetic ablations change what the LIDC ones change, the same way.
+    a, la = config_lib.load_config(ablation), config_lib.load_config(
+        lidc_ablation)
+    assert diff(a, synthetic) == diff(la, lidc), ablation
+    for field in diff(a, synthetic):
+      section, key = field.split(".")
+      assert a[section][key] == la[section][key], field
   glob = config_lib.load_config("lidc_global_latents")
   assert tuple(glob.model.latent_dims) == (85,) and glob.loss.kappa == 0.15
   assert config_lib.load_config("lidc_no_topk").loss.top_k_percentage is None
@@ -167,6 +185,9 @@ def _latent_grids(name, config):
       "snemi3d_spunet": [(1, 1, 85)],
       "cityscapes_flips_spunet": [(1, 1, 6)],
       "synthetic_spunet": [(1, 1, 6)],
+      "synthetic_no_topk": [(1, 1, 1), (2, 2, 1), (4, 4, 1), (8, 8, 1)],
+      "synthetic_local_latents": [None, None, None, (8, 8, 1)],
+      "synthetic_global_latents": [(1, 1, 85)],
   }[name], (h, w)
 
 
@@ -256,3 +277,14 @@ def test_smoke_variant_trains(name, fast_compiles):
   if config.loss.type == "geco":
     assert bool(state.geco_state.initialized)
     assert float(metrics["lagmul"]) != 1.0
+
+
+def test_synthetic_long_variant_changes_only_durations():
+  base = config_lib.load_config("synthetic").to_dict()
+  long = config_lib.load_config("synthetic", "long").to_dict()
+  assert long["num_train_steps"] == 3 * base["num_train_steps"]
+  assert long["lr_schedule"]["boundaries"] == (4_200,)
+  changed = {k for k in base if base[k] != long[k]}
+  assert changed == {"num_train_steps", "lr_schedule",
+                     "checkpoint_every_steps", "evals"}
+  assert long["model"] == base["model"] and long["loss"] == base["loss"]
