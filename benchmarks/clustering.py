@@ -17,24 +17,22 @@ background) in 3% of the samples, and 0.5% of all pixels per sample take a
 random instance id (speckle, which makes many pixel codes unique; the
 "stress" case uses 10%).
 
+Case names carry the sample shape, so they only change with the sizes.
+Prints ONE JSON object (benchmarks/common.py).
+
 Usage: python benchmarks/clustering.py [--repeats 3]
+  [--cityscapes_shape 32,512,1024] [--snemi_shape 16,256,256]
 """
 
-import common  # benchmarks/common.py (also puts the repo on sys.path)
 import argparse
-import json
-import os
-import platform
-import sys
 import time
+from typing import Any
 
+import common  # benchmarks/common.py (also puts the repo on sys.path)
 import numpy as np
 from scipy import ndimage
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from hpunet import clustering  # pylint: disable=g-import-not-at-top
-
-
+from hpunet import clustering
 
 
 def _noisy_samples(objects, background, ids, num_samples, rng,
@@ -76,7 +74,9 @@ def cityscapes_like(rng, num_samples=32, shape=(512, 1024), num_cars=20,
   objects = np.zeros(shape, np.int32)
   yy, xx = np.mgrid[:h, :w]
   for k in range(1, num_cars + 1):
-    ry = rng.integers(6, 60)
+    # Radii 6..60 px at 512 rows (the defaults draw exactly that), scaled
+    # with the height so that small test images still fit.
+    ry = rng.integers(max(1, 6 * h // 512), max(2, 60 * h // 512))
     rx = int(ry * rng.uniform(1.5, 2.5))
     cy = rng.integers(h // 2, h - ry)
     cx = rng.integers(rx, w - rx)
@@ -108,31 +108,36 @@ def _time(fn, repeats):
   return min(times), float(np.median(times)), result
 
 
-def main():
-  parser = argparse.ArgumentParser()
+def _shape(text: str) -> tuple[int, int, int]:
+  s, h, w = (int(v) for v in text.split(","))
+  return s, h, w
+
+
+def main(argv=None) -> dict[str, Any]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--repeats", type=int, default=3)
-  args = parser.parse_args()
+  parser.add_argument("--cityscapes_shape", default="32,512,1024",
+                      help="samples,H,W of the Cityscapes-like cases.")
+  parser.add_argument("--snemi_shape", default="16,256,256",
+                      help="samples,H,W of the SNEMI3D-like case.")
+  args = parser.parse_args(argv)
+  cs, ch, cw = _shape(args.cityscapes_shape)
+  ss, sh, sw = _shape(args.snemi_shape)
   rng = np.random.default_rng(0)
-  report = {
-      "benchmark": "clustering (HPU-Net Algorithm 1 + Appendix H)",
-      "hardware": {"cpu_model": common.cpu_model(), "cores": os.cpu_count(),
-                   "machine": platform.machine()},
-      "versions": {"python": platform.python_version(),
-                   "numpy": np.__version__,
-                   "scipy": __import__("scipy").__version__},
-      "timing": f"min and median of {args.repeats} runs, seconds",
-  }
+  city = f"cityscapes_{cs}x{ch}x{cw}"
   cases = {
-      "cityscapes_32x512x1024": dict(
-          samples=cityscapes_like(rng), alpha=32,
+      city: dict(
+          samples=cityscapes_like(rng, cs, (ch, cw)), alpha=32,
           instance_ids=list(range(19, 24)), empty_neighbourhood="background"),
-      "cityscapes_32x512x1024_stress_speckle10pct": dict(
-          samples=cityscapes_like(rng, speckle_p=0.1), alpha=32,
-          instance_ids=list(range(19, 24)), empty_neighbourhood="background"),
-      "snemi3d_16x256x256": dict(
-          samples=snemi_like(rng), alpha=16, instance_ids=None,
+      city + "_stress_speckle10pct": dict(
+          samples=cityscapes_like(rng, cs, (ch, cw), speckle_p=0.1),
+          alpha=32, instance_ids=list(range(19, 24)),
+          empty_neighbourhood="background"),
+      f"snemi3d_{ss}x{sh}x{sw}": dict(
+          samples=snemi_like(rng, ss, (sh, sw)), alpha=16, instance_ids=None,
           empty_neighbourhood="keep"),
   }
+  results = {}
   for name, case in cases.items():
     samples = case["samples"]
     ids = case["instance_ids"]
@@ -150,17 +155,29 @@ def main():
             samples, alpha=case["alpha"], seed=0, instance_ids=ids,
             empty_neighbourhood=case["empty_neighbourhood"]), args.repeats)
     flat = collapsed.reshape(collapsed.shape[0], -1)
-    report[name] = {
+    results[name] = {
         "samples_shape": list(samples.shape),
         "alpha": case["alpha"],
         "unique_codes": int(np.unique(flat.T, axis=0).shape[0]),
         "clusters": int(clusters.max()) + 1,
         "clusters_after_postprocess": int(np.unique(cleaned).size),
-        "seconds_cluster": [round(t_cl, 4), round(t_cl_med, 4)],
-        "seconds_postprocess": [round(t_pp, 4), round(t_pp_med, 4)],
-        "seconds_total_incl_collapse": [round(t_all, 4), round(t_all_med, 4)],
+        "seconds_cluster": [round(t_cl, 6), round(t_cl_med, 6)],
+        "seconds_postprocess": [round(t_pp, 6), round(t_pp_med, 6)],
+        "seconds_total_incl_collapse": [round(t_all, 6), round(t_all_med, 6)],
     }
-  print(json.dumps(report))
+    common.progress({name: results[name]["seconds_cluster"]})
+  settings = {
+      "description": "HPU-Net Algorithm 1 (Hamming clustering of samples) "
+                     "+ Appendix H post-processing",
+      "repeats": args.repeats,
+      "timing": f"min and median of {args.repeats} runs, seconds",
+      "cityscapes_shape": [cs, ch, cw],
+      "snemi_shape": [ss, sh, sw],
+      "cases": list(cases),
+  }
+  obj = common.report("clustering", settings, results)
+  common.emit(obj)
+  return obj
 
 
 if __name__ == "__main__":

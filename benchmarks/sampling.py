@@ -11,15 +11,16 @@ the prior run once). This measures that claim:
   way a naive loop draws S samples.
 
 Prints one JSON object (see benchmarks/common.py). Defaults are CPU-sized;
-on an accelerator use `--size=full --batch=8`.
+on an accelerator use `--size=full --batch=8`; `--size=tiny` is for tests.
 
-  python benchmarks/sampling.py [--model=hpunet|spunet] [--size=reduced|full]
-      [--num_samples=16] [--batch=1] [--repeats=3]
+  python benchmarks/sampling.py [--model=hpunet|spunet]
+      [--size=reduced|full|tiny] [--num_samples=16] [--batch=1] [--repeats=3]
 """
 
 import argparse
 import functools
 import time
+from typing import Any
 
 import common  # pylint: disable=g-bad-import-order
 import jax
@@ -28,7 +29,8 @@ import jax.numpy as jnp
 from hpunet import networks as networks_lib
 
 # Full = the papers' LIDC models; reduced = the same topology at 1/4 width
-# and 64x64 (still 7 / 4 scales), so a 2-core CPU measures it in seconds.
+# and 64x64 (still 7 / 4 scales), so a 2-core CPU measures it in seconds;
+# tiny = a few channels and scales at 32x32, only to exercise the script.
 _MODELS = {
     ("hpunet", "full"): (dict(name="hpunet"), 128),
     ("hpunet", "reduced"): (dict(
@@ -37,6 +39,11 @@ _MODELS = {
     ("spunet", "full"): (dict(name="spunet"), 128),
     ("spunet", "reduced"): (dict(
         name="spunet", channels_per_block=(8, 16, 32, 64, 128)), 64),
+    ("hpunet", "tiny"): (dict(
+        name="hpunet", channels_per_block=(4, 8, 8), latent_dims=(1, 1),
+        convs_per_block=1, blocks_per_level=1), 32),
+    ("spunet", "tiny"): (dict(
+        name="spunet", channels_per_block=(4, 8, 8), convs_per_block=1), 32),
 }
 
 
@@ -50,14 +57,15 @@ def _time(fn, repeats):
   return best
 
 
-def main():
+def main(argv=None) -> dict[str, Any]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--model", default="hpunet", choices=("hpunet", "spunet"))
-  parser.add_argument("--size", default="reduced", choices=("reduced", "full"))
+  parser.add_argument("--size", default="reduced",
+                      choices=("reduced", "full", "tiny"))
   parser.add_argument("--num_samples", type=int, default=16)
   parser.add_argument("--batch", type=int, default=1)
   parser.add_argument("--repeats", type=int, default=3)
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
 
   model_config, size = _MODELS[(args.model, args.size)]
   networks = networks_lib.make_networks(model_config)
@@ -75,7 +83,7 @@ def main():
   t_rerun = _time(lambda: [sample(params, k, img) for k in keys],
                   args.repeats)
   total = args.batch * args.num_samples
-  common.emit(common.report(
+  obj = common.report(
       "sampling",
       config={"model": model_config, "size": args.size,
               "image_shape": list(img.shape),
@@ -87,7 +95,9 @@ def main():
           "rerun_samples_per_s": total / t_rerun,
           "speedup": t_rerun / t_reuse,
       },
-      with_jax=True))
+      with_jax=True)
+  common.emit(obj)
+  return obj
 
 
 if __name__ == "__main__":

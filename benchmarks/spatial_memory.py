@@ -9,28 +9,34 @@ in the compiled step (halo `collective-permute`s, resharding all-gathers).
 
   python benchmarks/spatial_memory.py                   # k = 1, 2, 4, 8
   python benchmarks/spatial_memory.py --spatial=1,4 --batch=1
+  python benchmarks/spatial_memory.py --config=cityscapes:smoke --spatial=1,2
 
-Nothing is executed: only lowering, compilation and `memory_analysis()`.
-Compiling the full model takes minutes per k on a 2-core CPU. Prints ONE
-JSON object.
+Nothing is executed: only lowering, compilation and `memory_analysis()`, on
+CPU devices (`--platform`) whatever the machine has, so the layout is the
+same everywhere; fake CPU devices are created when JAX has not started yet.
+Compiling the full model takes about 30 s to minutes per k on a 2-core CPU.
+Prints ONE JSON object (benchmarks/common.py); per-k lines go to stderr.
 """
 
-import common  # benchmarks/common.py (also puts the repo on sys.path)
 import argparse
-import json
-import os
-import platform
 import re
-import sys
 import time
+from typing import Any
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(_HERE))
+import common  # benchmarks/common.py (also puts the repo on sys.path)
+import jax
+import numpy as np
+
+from hpunet import config_lib
+from hpunet import networks as networks_lib
+from hpunet import sharding
+from hpunet import train
 
 
-def _parse():
+def _parse(argv):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--config", default="cityscapes")
+  p.add_argument("--config", default="cityscapes",
+                 help="config name or path; 'name:variant' accepted.")
   p.add_argument("--spatial", default="1,2,4,8")
   p.add_argument("--batch", type=int, default=1,
                  help="examples per spatial group (global batch = batch).")
@@ -41,49 +47,53 @@ def _parse():
   p.add_argument("--no_constraint", action="store_true",
                  help="Compile without the coarse-level activation constraint "
                  "(for comparison only).")
-  return p.parse_args()
+  p.add_argument("--platform", default="cpu",
+                 help="JAX platform whose devices form the meshes.")
+  return p.parse_args(argv)
 
 
+def _cpu_devices(count: int) -> None:
+  """Asks for `count` CPU devices unless JAX already has enough (pytest)."""
+  if jax.config.jax_num_cpu_devices < count:
+    # Raises if a backend is already up; nothing to do about that here.
+    jax.config.update("jax_num_cpu_devices", count)
 
 
-def main():
-  args = _parse()
-  ks = [int(k) for k in args.spatial.split(",")]
-  import jax  # pylint: disable=g-import-not-at-top
-  jax.config.update("jax_num_cpu_devices", max(8, max(ks)))
-  jax.config.update("jax_threefry_partitionable", True)
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from hpunet import config_lib  # pylint: disable=g-import-not-at-top
-  from hpunet import networks as networks_lib  # pylint: disable=g-import-not-at-top
-  from hpunet import sharding  # pylint: disable=g-import-not-at-top
-  from hpunet import train  # pylint: disable=g-import-not-at-top
-
-  config = config_lib.load_config(args.config)
-  if args.min_rows_per_shard is None:
-    args.min_rows_per_shard = int(config.mesh.min_rows_per_shard)
-  h, w = (tuple(int(v) for v in args.image_size.split(","))
-          if args.image_size else tuple(config.input.crop_size))
+def measure(config_name: str, ks: list[int], *, batch: int,
+            min_rows_per_shard: int | None, image_size, no_constraint: bool,
+            platform: str) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Compiles the step for each spatial size k; (config, results)."""
+  config = config_lib.load_config(config_name)
+  if min_rows_per_shard is None:
+    min_rows_per_shard = int(config.mesh.min_rows_per_shard)
+  h, w = (tuple(image_size) if image_size else
+          tuple(int(v) for v in config.input.crop_size))
   c = int(config.input.channels)
-  b = args.batch
+  b = batch
   local = {"image": np.zeros((b, h, w, c), np.float32),
            "seg": np.zeros((b, h, w), np.int32),
            "mask": np.ones((b, h, w), np.float32)}
-  results = []
+  devices = jax.devices(platform)
+  if max(ks) > len(devices):
+    raise ValueError(f"--spatial={max(ks)} needs that many {platform} "
+                     f"devices; JAX has {len(devices)}.")
+  rows = []
   for k in ks:
     mesh_config = config.mesh.copy_and_resolve_references()
     mesh_config.data, mesh_config.spatial = 1, k
-    mesh = sharding.create_mesh(mesh_config, jax.devices()[:k])
+    mesh = sharding.create_mesh(mesh_config, devices[:k])
     sharding.validate_mesh(mesh, global_batch_size=b, image_shape=(h, w),
                            num_levels=len(config.model.channels_per_block),
-                           min_rows_per_shard=args.min_rows_per_shard)
-    constraint = (None if args.no_constraint else
+                           min_rows_per_shard=min_rows_per_shard)
+    constraint = (None if no_constraint else
                   sharding.make_activation_constraint(
-                      mesh, min_rows_per_shard=args.min_rows_per_shard))
+                      mesh, min_rows_per_shard=min_rows_per_shard))
     networks = networks_lib.make_networks(config.model,
                                           activation_constraint=constraint)
     optimizer = train.create_optimizer(config)
     feed = sharding.data_feed(mesh, b)
-    batch = sharding.make_global_batch(local, mesh, feed)
+    batch_arrays = sharding.make_global_batch(
+        local, mesh, feed, min_rows_per_shard=min_rows_per_shard)
     rep = sharding.replicated(mesh)
 
     def init(rng, batch_, networks_=networks, optimizer_=optimizer):
@@ -94,17 +104,17 @@ def main():
     abstract = jax.tree.map(
         lambda s, rep_=rep: jax.ShapeDtypeStruct(s.shape, s.dtype,
                                                  sharding=rep_), abstract)
-    step = train.make_train_step(config, networks, optimizer, mesh,
-                                 jax.random.key(1),
-                                 {k_: v.sharding for k_, v in batch.items()})
+    step = train.make_train_step(
+        config, networks, optimizer, mesh, jax.random.key(1),
+        {k_: v.sharding for k_, v in batch_arrays.items()})
     t0 = time.perf_counter()
-    lowered = step.fn.lower(abstract, batch)
+    lowered = step.fn.lower(abstract, batch_arrays)
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     text = compiled.as_text()
     gathers = re.findall(r"= ([a-z0-9]+\[[0-9,]*\])[^ ]* all-gather\(", text)
-    results.append({
+    rows.append({
         "spatial": k,
         "compile_seconds": round(compile_s, 1),
         "temp_bytes_per_device": int(mem.temp_size_in_bytes),
@@ -115,32 +125,42 @@ def main():
         "all_reduces": len(re.findall(r" all-reduce\(", text)),
         "all_to_alls": len(re.findall(r" all-to-all\(", text)),
     })
-    print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-  base = next((r["temp_bytes_per_device"] for r in results
+    common.progress(rows[-1])
+  base = next((r["temp_bytes_per_device"] for r in rows
                if r["spatial"] == 1), None)
-  for r in results:
-    if base:
-      r["temp_vs_spatial_1"] = round(r["temp_bytes_per_device"] / base, 3)
-      r["ideal"] = round(1.0 / r["spatial"], 3)
-  import jaxlib  # pylint: disable=g-import-not-at-top
-  out = {
-      "benchmark": "spatial_memory",
-      "hardware": {"platform": jax.devices()[0].platform,
-                   "device_kind": jax.devices()[0].device_kind,
-                   "fake_devices": jax.device_count(),
-                   "cpu_count": os.cpu_count(),
-                   "machine": platform.machine(),
-                   "cpu_model": common.cpu_model()},
-      "versions": {"python": platform.python_version(),
-                   "jax": jax.__version__, "jaxlib": jaxlib.__version__},
-      "config": args.config,
+  for r in rows:  # ratios only exist when spatial = 1 was compiled
+    r["temp_vs_spatial_1"] = (round(r["temp_bytes_per_device"] / base, 3)
+                              if base else None)
+    r["ideal"] = round(1.0 / r["spatial"], 3)
+  settings = {
+      "config": config_name,
       "image_size": [h, w],
       "examples_per_spatial_group": b,
-      "min_rows_per_shard": args.min_rows_per_shard,
-      "activation_constraint": not args.no_constraint,
-      "results": results,
+      "min_rows_per_shard": min_rows_per_shard,
+      "activation_constraint": not no_constraint,
+      "spatial": ks,
+      "platform": platform,
+      "note": "lower + compile only; XLA memory_analysis() per device of "
+              "the compiled train step, mesh (data=1, spatial=k).",
   }
-  print(json.dumps(out, indent=1))
+  return settings, {"by_spatial": rows}
+
+
+def main(argv=None) -> dict[str, Any]:
+  args = _parse(argv)
+  ks = [int(k) for k in args.spatial.split(",")]
+  if args.platform == "cpu":
+    _cpu_devices(max(8, max(ks)))
+  jax.config.update("jax_threefry_partitionable", True)
+  image_size = (tuple(int(v) for v in args.image_size.split(","))
+                if args.image_size else None)
+  settings, results = measure(
+      args.config, ks, batch=args.batch,
+      min_rows_per_shard=args.min_rows_per_shard, image_size=image_size,
+      no_constraint=args.no_constraint, platform=args.platform)
+  obj = common.report("spatial_memory", settings, results, with_jax=True)
+  common.emit(obj)
+  return obj
 
 
 if __name__ == "__main__":
