@@ -1,0 +1,119 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+"""experiments/synthetic_results.py: the run list, the tables, and that the
+README shows exactly what the committed results.json files say."""
+
+import importlib.util
+import os
+
+import pytest
+
+from hpunet import config_lib
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load():
+  path = os.path.join(_REPO, "experiments", "synthetic_results.py")
+  spec = importlib.util.spec_from_file_location("synthetic_results", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+exp = _load()
+
+
+def test_runs_cover_the_issue_and_train_one_seed_of_everything_first():
+  assert len(exp.RUNS["hpunet"][1]) >= 3 and len(exp.RUNS["spunet"][1]) >= 3
+  assert {"global", "local", "no_topk"} <= set(exp.RUNS)
+  expected = {(n, s) for n, r in exp.RUNS.items() for s in r[1]}
+  assert sorted(exp.ORDER) == sorted(expected)  # each run exactly once
+  first = exp.ORDER[:len(exp.RUNS)]
+  assert {n for n, _ in first} == set(exp.RUNS)
+  for name, (config_name, *_) in exp.RUNS.items():
+    config = config_lib.load_config(config_name)
+    assert config.input.name == "synthetic", name
+  assert config_lib.load_config("synthetic_spunet").loss.type == "elbo"
+  assert config_lib.load_config("synthetic").loss.type == "geco"
+
+
+def _fake(mean, runs=3):
+  table = {k: {"mean": mean, "std": 0.01, "num_images": 200}
+           for k, *_ in exp.METRIC_ROWS}
+  for mode, _ in exp.SCALE_MODES:
+    for factor, _ in exp.FACTORS:
+      table[f"var_{mode}_{factor}"] = {"mean": mean, "std": 0.0,
+                                       "num_images": 200}
+  return {"table": table, "num_runs": runs, "num_images": 200}
+
+
+def test_markdown_tables():
+  results = {"hpunet": _fake(0.5), "spunet": _fake(0.25)}
+  del results["spunet"]["table"]["mode_tv"]
+  runs = {"hpunet": [{"seconds": 600, "kl_per_level": [0.0, 1.0, 20.0],
+                      "lagmul": 6.0},
+                     {"seconds": 480, "kl_per_level": [0.5, 2.0, 10.0],
+                      "lagmul": 4.0}],
+          "spunet": [{"seconds": 300, "kl_per_level": [3.0], "lagmul": None}]}
+  text = exp.markdown_tables(results, runs)
+  lines = text.splitlines()
+  assert lines[0] == "| metric | HPU-Net | sPU-Net |"
+  assert "| IoU_rec ↑ | 0.500 ± 0.010 | 0.250 ± 0.010 |" in lines
+  assert "| Mode-frequency total variation ↓ | 0.500 ± 0.010 | – |" in lines
+  assert "| seeds × test images | 3 × 200 | 3 × 200 |" in lines
+  assert "| train minutes per run (2-core CPU) | 9.0 | 5.0 |" in lines
+  assert ("| KL per latent level at the end, coarse → fine (nats) | "
+          "0.25 / 1.50 / 15.00 | 3.00 |") in lines
+  assert "| GECO λ at the end | 5.00 | – |" in lines
+  assert ("| only the most global (1x1) | 0.500 ± 0.000 | 0.500 ± 0.000 | "
+          "0.500 ± 0.000 |") in lines
+  # With per-seed tables, each seed's value follows in brackets.
+  results["hpunet"]["per_run_tables"] = [_fake(0.25)["table"],
+                                         _fake(0.75)["table"]]
+  lines = exp.markdown_tables(results, runs).splitlines()
+  assert ("| all levels | 0.500 ± 0.000 (0.25, 0.75) | 0.500 ± 0.000 (0.25, "
+          "0.75) | 0.500 ± 0.000 (0.25, 0.75) |") in lines
+
+
+def test_final_train_metrics(tmp_path):
+  from hpunet import summary_writer  # pylint: disable=g-import-not-at-top
+  writer = summary_writer.SummaryWriter(str(tmp_path), tensorboard=False)
+  writer.write_scalars(10, {"train/kl_sum": 3.0, "train/kl_0": 1.0,
+                            "train/kl_1": 2.0, "train/lagmul": 2.5})
+  writer.write_scalars(20, {"train/kl_sum": 5.0, "train/kl_0": 1.5,
+                            "train/kl_1": 3.5, "train/lagmul": 3.0})
+  writer.write_scalars(20, {"test/rec_iou": 0.9})  # not a training record
+  writer.close()
+  assert exp.final_train_metrics(str(tmp_path)) == {
+      "step": 20, "kl_per_level": [1.5, 3.5], "lagmul": 3.0}
+
+
+def test_replace_between_markers():
+  text = f"a\n{exp.BEGIN}\nold\n{exp.END}\nb\n"
+  assert exp.replace_between_markers(text, "new\n") == (
+      f"a\n{exp.BEGIN}\nnew\n{exp.END}\nb\n")
+  with pytest.raises(ValueError, match="exactly one"):
+    exp.replace_between_markers("no markers", "x")
+
+
+def test_readme_shows_the_committed_results():
+  import json  # pylint: disable=g-import-not-at-top
+  results, runs = {}, {}
+  for name in exp.RUNS:
+    path = os.path.join(exp.RESULTS, name, "results.json")
+    if os.path.exists(path):
+      results[name] = exp.load_results(name)
+      with open(os.path.join(exp.RESULTS, name, "runs.json"),
+                encoding="utf-8") as f:
+        runs[name] = json.load(f)
+  assert set(results) == set(exp.RUNS), "results missing for some runs"
+  for name, r in results.items():
+    assert r["num_runs"] == len(exp.RUNS[name][1]) and r["split"] == "test"
+    for fig in r["figures"]:
+      assert os.path.isfile(os.path.join(exp.RESULTS, name, fig)), fig
+  body = exp.markdown_tables(results, runs)
+  with open(os.path.join(_REPO, "README.md"), encoding="utf-8") as f:
+    readme = f.read()
+  assert exp.replace_between_markers(readme, body) == readme
+  with open(os.path.join(exp.RESULTS, "table.md"), encoding="utf-8") as f:
+    assert f.read() == body
