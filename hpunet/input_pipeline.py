@@ -140,10 +140,10 @@ Why tf.data (stateless TF ops, parallel map) rather than JAX on the device
   labels stay aligned by construction. Pixels whose nearest source pixel lies
   outside the image are padding: label 0 and mask 0 (the same as pushing a
   ones channel through the nearest-neighbour warp with a zero border).
-- Measured (`benchmarks/input_pipeline.py`, 2 shared AMD EPYC vCPUs, TF
-  2.21): LIDC-size (180^2 -> augmented 128^2 crop) ~670 examples/s (365 on
-  one thread); Cityscapes-size (512 x 1024 x 3, colour + elastic + affine, car
-  ids) ~12 examples/s (~8 on one thread, i.e. ~125 ms of CPU per example).
+- Measured (`benchmarks/input_pipeline.py`, 2 idle AMD EPYC vCPUs, TF 2.21;
+  `benchmarks/results/input_pipeline.json`): LIDC-size (180^2 -> augmented
+  128^2 crop) ~930 examples/s; Cityscapes-size (512 x 1024 x 3, colour +
+  elastic + affine, car ids) ~24 examples/s (~80 ms of CPU per example).
   The map is embarrassingly parallel, so a 16-core host should give roughly
   8x that, well above what one accelerator consumes at that resolution.
 """

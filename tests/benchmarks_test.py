@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -332,3 +333,25 @@ def test_run_all(tmp_path):
     row = run_all.summary_row(result)
     assert row.count(" | ") == 3, (name, row)
     assert "None" not in row and "nan" not in row, (name, row)
+
+
+def test_readme_shows_the_committed_benchmark_summary(tmp_path):
+  """The README's benchmark table is benchmarks/results/summary.md, as
+  run_all.py wrote it from the committed JSON."""
+  results_dir = os.path.join(_BENCH, "results")
+  with open(os.path.join(results_dir, "summary.md"), encoding="utf-8") as f:
+    summary = f.read()
+  with open(os.path.join(_REPO, "README.md"), encoding="utf-8") as f:
+    assert summary.rstrip("\n") in f.read()
+  # ...and summary.md is what run_all.py makes of the committed JSON.
+  copy = tmp_path / "results"
+  shutil.copytree(results_dir, copy)
+  with contextlib.redirect_stdout(io.StringIO()):
+    _script("run_all").main(["--summarize_only", f"--out_dir={copy}"])
+  assert (copy / "summary.md").read_text(encoding="utf-8") == summary
+  for name in ("train_step", "train_step_compile", "spatial_memory",
+               "sampling_hpunet", "clustering", "evaluation", "input_pipeline"):
+    with open(os.path.join(results_dir, name + ".json"), encoding="utf-8") as f:
+      obj = json.load(f)
+    assert tuple(obj)[:len(common.ENVELOPE_KEYS)] == common.ENVELOPE_KEYS
+    assert obj["command"].startswith("python benchmarks/"), name
