@@ -59,7 +59,8 @@ def test_markdown_tables():
   lines = text.splitlines()
   assert lines[0] == "| metric | HPU-Net | sPU-Net |"
   assert "| IoU_rec ↑ | 0.500 ± 0.010 | 0.250 ± 0.010 |" in lines
-  assert "| Mode-frequency total variation ↓ | 0.500 ± 0.010 | – |" in lines
+  assert ("| Mode-frequency total variation (per image, 16 samples) ↓ | "
+          "0.500 ± 0.010 | – |") in lines
   assert "| seeds × test images | 3 × 200 | 3 × 200 |" in lines
   assert "| train minutes per run (2-core CPU) | 9.0 | 5.0 |" in lines
   assert ("| KL per latent level at the end, coarse → fine (nats) | "
