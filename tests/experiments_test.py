@@ -33,6 +33,17 @@ def test_runs_cover_the_issue_and_train_one_seed_of_everything_first():
   for name, (config_name, *_) in exp.RUNS.items():
     config = config_lib.load_config(config_name)
     assert config.input.name == "synthetic", name
+  for name in exp.RUNS:  # every override names an existing config field
+    config = config_lib.load_config(exp.RUNS[name][0])
+    for flag in exp.overrides(name):
+      path, value = flag[len("--config."):].split("=")
+      section, key = path.split(".")
+      assert key in config[section], flag
+      assert str(config[section][key]) != value, f"{flag} changes nothing"
+  assert exp.overrides("kappa_0.4") == ("--config.loss.kappa=0.4",)
+  assert exp.overrides("hpunet") == ()
+  assert exp.config_file("hpunet_long") == os.path.join(
+      "configs", "synthetic.py") + ":long"
   assert config_lib.load_config("synthetic_spunet").loss.type == "elbo"
   assert config_lib.load_config("synthetic").loss.type == "geco"
 
