@@ -266,15 +266,20 @@ def load_results(name: str) -> dict:
   return results
 
 
-def table() -> None:
+def load_all() -> tuple[dict, dict]:
+  """(results, runs) by experiment, for those evaluated so far."""
   results, runs = {}, {}
   for name in RUNS:
-    path = os.path.join(RESULTS, name, "results.json")
-    if os.path.exists(path):
+    if os.path.exists(os.path.join(RESULTS, name, "results.json")):
       results[name] = load_results(name)
       with open(os.path.join(RESULTS, name, "runs.json"),
                 encoding="utf-8") as f:
         runs[name] = json.load(f)
+  return results, runs
+
+
+def table() -> None:
+  results, runs = load_all()
   if not results:
     raise FileNotFoundError(f"No results in {RESULTS}: run the eval stage.")
   body = markdown_tables(results, runs)

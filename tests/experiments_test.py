@@ -109,15 +109,7 @@ def test_replace_between_markers():
 
 
 def test_readme_shows_the_committed_results():
-  import json  # pylint: disable=g-import-not-at-top
-  results, runs = {}, {}
-  for name in exp.RUNS:
-    path = os.path.join(exp.RESULTS, name, "results.json")
-    if os.path.exists(path):
-      results[name] = exp.load_results(name)
-      with open(os.path.join(exp.RESULTS, name, "runs.json"),
-                encoding="utf-8") as f:
-        runs[name] = json.load(f)
+  results, runs = exp.load_all()
   assert set(results) == set(exp.RUNS), "results missing for some runs"
   for name, r in results.items():
     assert r["num_runs"] == len(exp.RUNS[name][1]) and r["split"] == "test"
