@@ -14,7 +14,7 @@ Public API
   the last batch is padded, `batch_mask` is False on padding.
 - `num_eval_batches(input_config, *, split=None, process_count=None)`: how many
   batches `create_eval_dataset` yields (the same on every process).
-- `TASKS`, `NUM_CLASSES`, `FLIPS`, `CAR_IDS`, `NUM_SNEMI3D_IDS`.
+- The tasks' facts (classes, features, flips, ids) live in `hpunet.tasks`.
 
 Batches (numpy dicts; B = local batch = global batch // process_count):
 - `image` float32 [B, h, w, C] in [0, 1]; `seg` int32 [B, h, w] in
@@ -30,7 +30,7 @@ Batches (numpy dicts; B = local batch = global batch // process_count):
 
 `input_config` keys (ml_collections.ConfigDict)
 ------------------------------------------------
-- `name`: task, one of `TASKS`; selects the label logic below.
+- `name`: task, a key of `tasks.TASKS`; selects the label logic below.
 - `dataset`: TFDS name with config, e.g. `"synthetic/s128"`, `"lidc/crops"`,
   `"snemi3d"`, `"cityscapes/cars"`, `"cityscapes/flips"`. The builder is
   imported from `datasets/<name>/` (`hpunet.build_dataset.load_builder_module`).
@@ -43,7 +43,7 @@ Batches (numpy dicts; B = local batch = global batch // process_count):
   h x w window of the H x W image; evaluation takes the centre crop
   `[(H - h) // 2 :][:h]` (LIDC 180 -> 128: `[26:154]`).
 - `channels`: image channels (1 grey, 3 RGB); checked against the dataset.
-- `num_classes`: must equal `NUM_CLASSES[name]` (synthetic/LIDC 2, SNEMI3D 16,
+- `num_classes`: must equal the task's (synthetic/LIDC 2, SNEMI3D 16,
   Cityscapes cars 24, Cityscapes flips 24).
 - `eval_seed`: seed of the fixed random label draws in evaluation batches
   (grader for `seg`, SNEMI3D/car id mapping, Cityscapes flips).
@@ -96,7 +96,7 @@ Per-task label logic
 - `cityscapes_flips`: after augmentation, the loss mask is computed from the
   UNflipped trainIds (`label == 255` -> 0), then each of sidewalk 1 -> 19,
   person 11 -> 20, car 13 -> 21, vegetation 8 -> 22, road 0 -> 23 flips
-  independently per image with p = 8/17, 7/17, 6/17, 5/17, 4/17 (`FLIPS`).
+  independently per image with p = 8/17, 7/17, 6/17, 5/17, 4/17 (`tasks.FLIPS`).
 
 Determinism, example order, resumption
 --------------------------------------
@@ -157,31 +157,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from hpunet import build_dataset
+from hpunet import tasks
 
-TASKS = ("synthetic", "lidc", "snemi3d", "cityscapes_cars",
-         "cityscapes_flips")
-NUM_CLASSES = {"synthetic": 2, "lidc": 2, "snemi3d": 16,
-               "cityscapes_cars": 24, "cityscapes_flips": 24}
-NUM_SNEMI3D_IDS = 15
-NUM_TRAIN_IDS = 19
-IGNORE_ID = 255
-CAR_TRAIN_ID = 13
-CAR_IDS = (19, 20, 21, 22, 23)
-# (trainId, p(flip), new id) in mode-bit order (data_and_metrics.md A6).
-FLIPS = ((1, 8 / 17, 19), (11, 7 / 17, 20), (13, 6 / 17, 21),
-         (8, 5 / 17, 22), (0, 4 / 17, 23))
-
-# Features each task reads, for training and for evaluation.
-_TRAIN_FEATURES = {
-    "synthetic": ("image", "masks", "image_id"),
-    "lidc": ("image", "masks", "image_id"),
-    "snemi3d": ("image", "instances", "image_id"),
-    "cityscapes_cars": ("image", "label", "car_instances", "image_id"),
-    "cityscapes_flips": ("image", "label", "image_id"),
-}
-_EVAL_FEATURES = dict(_TRAIN_FEATURES,
-                      synthetic=("image", "masks", "modes", "mode_probs",
-                                 "image_id"))
 _ALG = "philox"
 _TRAIN_TAG, _EVAL_TAG = 0, 1
 _NUM_SUBSEEDS = 6  # 0 grader, 1 geometry, 3 colour, 4 label maps; 2, 5 spare
@@ -222,12 +199,12 @@ def default_input_config(name: str = "synthetic") -> ml_collections.ConfigDict:
   0.7-1.5 with p = 0.3), the others are moderate choices of ours.
 
   Args:
-    name: one of `TASKS`.
+    name: a key of `tasks.TASKS`.
 
   Returns:
     An unlocked ConfigDict.
   """
-  _check_task(name)
+  task = tasks.get(name, "input_config.name")
   aug = augment_off()
   cfg = ml_collections.ConfigDict({
       "name": name,
@@ -235,8 +212,8 @@ def default_input_config(name: str = "synthetic") -> ml_collections.ConfigDict:
       "train_split": "train",
       "eval_split": "validation",
       "eval_seed": 0,
-      "num_classes": NUM_CLASSES[name],
-      "prepare_if_missing": name == "synthetic",
+      "num_classes": task.num_classes,
+      "prepare_if_missing": task.prepare_if_missing,
       "num_parallel_calls": -1,
       "prefetch": 2,
   })
@@ -275,13 +252,6 @@ def default_input_config(name: str = "synthetic") -> ml_collections.ConfigDict:
   return cfg
 
 
-def _check_task(name) -> None:
-  if name not in TASKS:
-    raise ValueError(
-        f"input_config.name={name!r} is not a known task; expected one of"
-        f" {TASKS}.")
-
-
 def _pair(value, field: str) -> Tuple[int, int]:
   try:
     pair = tuple(int(v) for v in value)
@@ -298,20 +268,19 @@ class _Settings:
 
   def __init__(self, cfg: ml_collections.ConfigDict):
     self.name = cfg.get("name")
-    _check_task(self.name)
+    self.task = tasks.get(self.name, "input_config.name")
     self.image_size = _pair(cfg.image_size, "image_size")
     self.crop_size = _pair(cfg.get("crop_size", cfg.image_size), "crop_size")
     if any(c > s for c, s in zip(self.crop_size, self.image_size)):
       raise ValueError(
           f"input_config.crop_size={self.crop_size} is larger than"
           f" input_config.image_size={self.image_size}.")
-    self.channels = int(cfg.get("channels", 3 if self.name.startswith(
-        "cityscapes") else 1))
-    self.num_classes = int(cfg.get("num_classes", NUM_CLASSES[self.name]))
-    if self.num_classes != NUM_CLASSES[self.name]:
+    self.channels = int(cfg.get("channels", self.task.channels))
+    self.num_classes = int(cfg.get("num_classes", self.task.num_classes))
+    if self.num_classes != self.task.num_classes:
       raise ValueError(
           f"input_config.num_classes={self.num_classes}, but task"
-          f" {self.name!r} produces {NUM_CLASSES[self.name]} classes.")
+          f" {self.name!r} produces {self.task.num_classes} classes.")
     self.eval_seed = int(cfg.get("eval_seed", 0))
     self.car_group_pixels = cfg.get("car_group_pixels", "mask")
     if self.car_group_pixels not in ("mask", "keep"):
@@ -538,7 +507,7 @@ def _store_from_arrays(arrays: Mapping[str, np.ndarray],
 
 
 def _load_train_store(builder, split: str, s: _Settings) -> _Store:
-  names = _TRAIN_FEATURES[s.name]
+  names = s.task.train_features
   specs = _builder_specs(builder, names)
   _check_specs(specs, s)
   # Keep the image PNG/JPEG bytes as they are; leave unused features encoded.
@@ -601,10 +570,10 @@ def _random_ids(instances: tf.Tensor, seed: tf.Tensor, num_ids: int):
 
 
 def _flip_labels(label: tf.Tensor, seed: tf.Tensor):
-  """Applies the five stochastic class flips (`FLIPS`) to trainIds."""
-  draws = _uniform(seed, (len(FLIPS),))
+  """Applies the five stochastic class flips (`tasks.FLIPS`) to trainIds."""
+  draws = _uniform(seed, (len(tasks.FLIPS),))
   out = label
-  for i, (cls, p, new) in enumerate(FLIPS):
+  for i, (cls, p, new) in enumerate(tasks.FLIPS):
     out = tf.where((label == cls) & (draws[i] < p), new, out)
   return out
 
@@ -762,7 +731,8 @@ def _validate(ex: Dict[str, tf.Tensor]) -> List[tf.Operation]:
   if "label" in ex:
     lab = tf.cast(ex["label"], tf.int32)
     ok = tf.reduce_all((lab >= 0) &
-                       ((lab < NUM_TRAIN_IDS) | (lab == IGNORE_ID)))
+                       ((lab < tasks.NUM_TRAIN_IDS) |
+                                     (lab == tasks.IGNORE_ID)))
     checks.append(tf.debugging.Assert(ok, [
         "Feature `label` must hold Cityscapes trainIds 0..18 or 255 (ignore);"
         " found values", tf.reduce_min(lab), tf.reduce_max(lab)]))
@@ -774,12 +744,11 @@ def _validate(ex: Dict[str, tf.Tensor]) -> List[tf.Operation]:
   return checks
 
 
-def _task_labels(name, s: _Settings, labels: Dict[str, tf.Tensor], valid,
+def _task_labels(s: _Settings, labels: Dict[str, tf.Tensor], valid,
                  seed) -> Dict[str, tf.Tensor]:
   """seg/mask from (cropped or warped) int32 label maps.
 
   Args:
-    name: task.
     s: settings.
     labels: int32 [h, w] maps: `seg` (chosen grader, synthetic/LIDC),
       `instances`, `label`, `car_instances`.
@@ -789,39 +758,40 @@ def _task_labels(name, s: _Settings, labels: Dict[str, tf.Tensor], valid,
   Returns:
     dict with `seg` int32 [h, w] and `mask` float32 [h, w].
   """
-  if name in ("synthetic", "lidc"):
+  kind = s.task.kind
+  if kind == "graders":
     seg, mask = labels["seg"], valid
-  elif name == "snemi3d":
-    seg, mask = _random_ids(labels["instances"], seed, NUM_SNEMI3D_IDS), valid
-  elif name == "cityscapes_cars":
+  elif kind == "instances":
+    seg = _random_ids(labels["instances"], seed, tasks.NUM_SNEMI3D_IDS)
+    mask = valid
+  elif kind == "cars":
     lab, inst = labels["label"], labels["car_instances"]
-    mask = valid & (lab != IGNORE_ID)
+    mask = valid & (lab != tasks.IGNORE_ID)
     if s.car_group_pixels == "mask":
-      mask &= ~((lab == CAR_TRAIN_ID) & (inst == 0))
-    car = _random_ids(inst, seed, len(CAR_IDS)) + (CAR_IDS[0] - 1)
+      mask &= ~((lab == tasks.CAR_TRAIN_ID) & (inst == 0))
+    car = _random_ids(inst, seed, len(tasks.CAR_IDS)) + (tasks.CAR_IDS[0] - 1)
     seg = tf.where(inst > 0, car, lab)
-  else:  # cityscapes_flips: mask from the UNflipped labels, then flip.
+  else:  # flips: mask from the UNflipped labels, then flip.
     lab = labels["label"]
-    mask = valid & (lab != IGNORE_ID)
+    mask = valid & (lab != tasks.IGNORE_ID)
     seg = _flip_labels(lab, seed)
   seg = tf.where(mask, seg, 0)
   return {"seg": tf.cast(seg, tf.int32), "mask": tf.cast(mask, tf.float32)}
 
 
-def _label_maps(name, ex, grader) -> Dict[str, tf.Tensor]:
+def _label_maps(task: tasks.Task, ex, grader) -> Dict[str, tf.Tensor]:
   """int32 [H, W] source label maps for the task."""
-  if name in ("synthetic", "lidc"):
+  if task.has_graders:
     masks = tf.cast(ex["masks"], tf.int32)
     return {"seg": tf.gather(masks, grader, axis=-1)}
-  keys = {"snemi3d": ("instances",), "cityscapes_cars": ("label",
-                                                         "car_instances"),
-          "cityscapes_flips": ("label",)}[name]
+  keys = [k for k in ("label", "instances", "car_instances")
+          if k in task.train_features]
   return {k: tf.cast(ex[k], tf.int32) for k in keys}
 
 
 def _make_train_fn(s: _Settings, specs):
   """(step, slot, encoded example, seed) -> training example dict."""
-  name, aug = s.name, s.aug
+  aug = s.aug
   num_graders = specs["masks"][0][2] if "masks" in specs else 0
 
   def fn(seed, encoded):
@@ -837,7 +807,7 @@ def _make_train_fn(s: _Settings, specs):
       grader = tf.random.stateless_uniform((), k[0], 0, num_graders,
                                            dtype=tf.int32, alg=_ALG)
       out["grader_id"] = grader
-    labels = _label_maps(name, ex, grader)
+    labels = _label_maps(s.task, ex, grader)
     ys, xs = _sampling_grid(k[1], s.image_size, s.crop_size, aug)
     keys = sorted(labels)
     stacked = tf.stack([labels[n] for n in keys], axis=-1)
@@ -847,7 +817,7 @@ def _make_train_fn(s: _Settings, specs):
       out["image"] = _warp_nearest(image, ys, xs)[0]
     else:
       out["image"] = _warp_bilinear(image, ys, xs)
-    out.update(_task_labels(name, s, warped, valid, k[4]))
+    out.update(_task_labels(s, warped, valid, k[4]))
     return out
 
   return fn
@@ -855,7 +825,6 @@ def _make_train_fn(s: _Settings, specs):
 
 def _make_eval_fn(s: _Settings, specs):
   """(index, decoded example) -> evaluation example dict (centre crop)."""
-  name = s.name
   (big_h, big_w), (h, w) = s.image_size, s.crop_size
   oy, ox = (big_h - h) // 2, (big_w - w) // 2
   num_graders = specs["masks"][0][2] if "masks" in specs else 0
@@ -879,17 +848,14 @@ def _make_eval_fn(s: _Settings, specs):
       grader = tf.random.stateless_uniform((), k[0], 0, num_graders,
                                            dtype=tf.int32, alg=_ALG)
       out["masks"] = tf.cast(crop(ex["masks"]), tf.uint8)
-    labels = {n: crop(v) for n, v in _label_maps(name, ex, grader).items()}
-    out.update(_task_labels(name, s, labels, tf.ones((h, w), tf.bool), k[4]))
-    if name == "synthetic":
+    labels = {n: crop(v) for n, v in _label_maps(s.task, ex, grader).items()}
+    out.update(_task_labels(s, labels, tf.ones((h, w), tf.bool), k[4]))
+    if "modes" in ex:  # synthetic: the known modes and their probabilities.
       out["modes"] = tf.cast(crop(ex["modes"], axis=1), tf.uint8)
       out["mode_probs"] = tf.cast(ex["mode_probs"], tf.float32)
-    elif name == "snemi3d":
-      out["instances"] = labels["instances"]
-    elif name.startswith("cityscapes"):
-      out["label"] = labels["label"]
-      if name == "cityscapes_cars":
-        out["car_instances"] = labels["car_instances"]
+    for key in ("instances", "label", "car_instances"):
+      if key in labels:
+        out[key] = labels[key]
     return out
 
   return fn
@@ -1052,7 +1018,7 @@ def create_eval_dataset(
                              "eval_batch_size")
   builder = _open_builder(input_config)
   split = split or input_config.eval_split
-  names = _EVAL_FEATURES[s.name]
+  names = s.task.eval_features
   specs = _builder_specs(builder, names)
   _check_specs(specs, s)
   sizes, num_batches = _eval_layout(builder, split, process_index,

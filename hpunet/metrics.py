@@ -35,14 +35,13 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from scipy import optimize
 
-# Cityscapes flip task (sPU-Net; data_and_metrics.md A6). Order = mode bit
-# order, most significant first: sidewalk, person, car, vegetation, road.
-FLIP_SOURCE_IDS = (1, 11, 13, 8, 0)
-FLIP_TARGET_IDS = (19, 20, 21, 22, 23)
-FLIP_PROBS = (8 / 17, 7 / 17, 6 / 17, 5 / 17, 4 / 17)
-# The 10 switchable classes over which the flip-task IoU is averaged.
-FLIP_CLASS_IDS = FLIP_SOURCE_IDS + FLIP_TARGET_IDS
-CITYSCAPES_IGNORE_LABEL = 255
+from hpunet import tasks
+
+# The Cityscapes flip task's classes (defined in `tasks`), in mode-bit order.
+FLIP_SOURCE_IDS = tasks.FLIP_SOURCE_IDS
+FLIP_TARGET_IDS = tasks.FLIP_TARGET_IDS
+FLIP_PROBS = tasks.FLIP_PROBS
+FLIP_CLASS_IDS = tasks.FLIP_CLASS_IDS
 
 # Memory budget for the temporaries of the chunked pairwise IoU helpers.
 _CHUNK_BYTES = 64 * 2**20

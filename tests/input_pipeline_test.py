@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from hpunet import build_dataset
 from hpunet import input_pipeline as ip
+from hpunet import tasks
 
 
 @pytest.fixture(scope="module")
@@ -233,10 +234,10 @@ def test_bad_config_errors_name_the_field(data_dir):
 
 
 def test_default_configs_validate():
-  for name in ip.TASKS:
+  for name in tasks.TASKS:
     cfg = ip.default_input_config(name)
     s = ip._Settings(cfg)
-    assert s.num_classes == ip.NUM_CLASSES[name]
+    assert s.num_classes == tasks.TASKS[name].num_classes
     assert cfg.batch_size > 0 and cfg.eval_batch_size > 0
   assert ip.default_input_config("lidc").crop_size == (128, 128)
 
@@ -348,7 +349,7 @@ def test_cityscapes_flips_frequencies_and_mask():
   np.testing.assert_array_equal(mask, np.broadcast_to(label != 255, mask.shape))
   assert (seg[:, label == 5] == 5).all() and (seg[:, label == 18] == 18).all()
   bits = []
-  for cls, p, new in ip.FLIPS:
+  for cls, p, new in tasks.FLIPS:
     px = seg[:, label == cls]                          # [n, pixels]
     assert np.isin(px, (cls, new)).all()
     flipped = (px == new).all(1)
