@@ -94,16 +94,8 @@ def measure(config_name: str, ks: list[int], *, batch: int,
     feed = sharding.data_feed(mesh, b)
     batch_arrays = sharding.make_global_batch(
         local, mesh, feed, min_rows_per_shard=min_rows_per_shard)
-    rep = sharding.replicated(mesh)
-
-    def init(rng, batch_, networks_=networks, optimizer_=optimizer):
-      return train.create_train_state(config, networks_, optimizer_, rng,
-                                      batch_)
-
-    abstract = jax.eval_shape(init, jax.random.key(0), local)
-    abstract = jax.tree.map(
-        lambda s, rep_=rep: jax.ShapeDtypeStruct(s.shape, s.dtype,
-                                                 sharding=rep_), abstract)
+    abstract = train.abstract_train_state(config, mesh, networks=networks,
+                                          optimizer=optimizer)
     step = train.make_train_step(
         config, networks, optimizer, mesh, jax.random.key(1),
         {k_: v.sharding for k_, v in batch_arrays.items()})

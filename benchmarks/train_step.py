@@ -165,12 +165,8 @@ def prepare(config: ml_collections.ConfigDict, batch_size: int,
       "mask": np.ones((batch_size, h, w), np.float32)}
   rep = sharding.replicated(mesh)
   if abstract_state:  # compile only: shapes suffice, nothing is filled
-    state = jax.eval_shape(
-        lambda k, b: train.create_train_state(config, networks, optimizer,
-                                              k, b),
-        jax.random.key(0), local)
-    state = jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
+    state = train.abstract_train_state(config, mesh, networks=networks,
+                                       optimizer=optimizer)
   else:
     params = objectives.init_params_on_host(networks, local, config.loss)
     state = train.TrainState(step=np.int32(0), params=params,

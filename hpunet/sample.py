@@ -38,10 +38,11 @@ from ml_collections import config_flags
 import numpy as np
 
 from hpunet import clustering
-from hpunet import evaluate as evaluate_lib
+from hpunet import evaluation
+from hpunet import images
 from hpunet import networks as networks_lib
-from hpunet import summary as summary_lib
-from hpunet import summary_writer
+from hpunet import tasks as tasks_lib
+from hpunet import train as train_lib
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
@@ -110,14 +111,22 @@ def fit_image(image: np.ndarray, height: int, width: int, channels: int, *,
 
 
 def parse_mean_levels(value: Union[str, Sequence[int], bool, None],
-                      num_levels: int) -> Any:
-  """'full' | 'only_most_global' | 'only_most_local' | '1,1,1,0' -> flags."""
+                      latent_dims: Sequence[int]) -> Any:
+  """'full' | 'only_most_global' | 'only_most_local' | '1,1,1,0' -> flags.
+
+  `latent_dims`: the model's per-level latent sizes (`networks.latent_dims`);
+  "most global" / "most local" are the outermost levels that have latents.
+  """
+  num_levels = len(latent_dims)
   if value in (None, "", "full", False):
     return False
   if isinstance(value, str):
-    modes = evaluate_lib.per_scale_modes(num_levels)
+    modes = evaluation.per_scale_modes(latent_dims)
     if value in modes:
       return modes[value]
+    if (value in ("only_most_global", "only_most_local") and
+        any(int(d) > 0 for d in latent_dims)):
+      return False  # one sampling level: it is the most global and local one
     try:
       value = [int(v) for v in value.split(",")]
     except ValueError:
@@ -136,11 +145,11 @@ def sample_image(config: ml_collections.ConfigDict, workdir: str,
                  mean_levels: Any = None, seed: int = 0,
                  center_crop: bool = False) -> dict[str, np.ndarray]:
   """Samples for one image [H, W, C] in [0, 1]; see the module docstring."""
-  _, height, width, channels = summary_lib.network_input_shape(config)
+  _, height, width, channels = train_lib.network_input_shape(config)
   image = fit_image(image, height, width, channels, center_crop=center_crop)
-  params, _ = evaluate_lib.restore_params(config, workdir)
   networks = networks_lib.make_networks(config.model)
-  mean = parse_mean_levels(mean_levels, len(networks.latent_dims))
+  mean = parse_mean_levels(mean_levels, networks.latent_dims)
+  params, _ = train_lib.restore_params(config, workdir)
 
   @jax.jit
   def fn(params, rng, img):
@@ -152,14 +161,14 @@ def sample_image(config: ml_collections.ConfigDict, workdir: str,
                         jnp.asarray(image[None], jnp.float32)))
   out = {"image": image, "probabilities": probs,
          "samples": probs.argmax(-1).astype(np.int32)}
-  task = evaluate_lib.TASKS.get(config.input.get("name"))
+  task = tasks_lib.TASKS.get(config.input.get("name"))
   foreground = task.foreground if task else tuple(
       range(1, networks.num_classes))
   out["std"] = probs[..., list(foreground)].sum(-1).std(0)
   if task is not None and task.alpha is not None:
-    ids = evaluate_lib.CAR_IDS if config.input.name == "cityscapes_cars" else None
     out["instances"] = clustering.instance_segmentation(
-        out["samples"], alpha=task.alpha, seed=seed, instance_ids=ids,
+        out["samples"], alpha=task.alpha, seed=seed,
+        instance_ids=task.instance_ids,
         empty_neighbourhood=task.empty_neighbourhood).astype(np.int32)
   return out
 
@@ -181,16 +190,16 @@ def write_outputs(out: dict[str, np.ndarray], out_dir: str,
       path = os.path.join(out_dir, f"{name}.npy")
       np.save(path, out[name])
       written.append(path)
-  sample_rgb = summary_writer.label_to_rgb(out["samples"], num_classes)
+  sample_rgb = images.label_to_rgb(out["samples"], num_classes)
   for s, rgb in enumerate(sample_rgb):
     save_png(os.path.join("samples", f"sample_{s:02d}.png"), rgb)
-  image_rgb = summary_writer.image_to_rgb(out["image"])
+  image_rgb = images.image_to_rgb(out["image"])
   cols = [image_rgb[None]] + [rgb[None] for rgb in sample_rgb]
-  save_png("grid.png", summary_writer.image_grid(cols)[0])
+  save_png("grid.png", images.image_grid(cols)[0])
   std = np.clip(out["std"] / 0.5, 0.0, 1.0)
   save_png("std.png", np.repeat((255 * std)[..., None], 3, -1))
   if "instances" in out:
-    save_png("instances.png", summary_writer.label_to_rgb(
+    save_png("instances.png", images.label_to_rgb(
         out["instances"] % 24, 24))
   return written
 

@@ -14,7 +14,7 @@
   easy to read back in tests and notebooks.
 
 Only process 0 writes (`enabled=jax.process_index() == 0` by the caller).
-Image helpers (`label_to_rgb`, `image_grid`) are plain NumPy.
+Images are made by `hpunet.images`.
 """
 
 import json
@@ -24,55 +24,7 @@ from typing import Any, Mapping
 from etils import epath
 import numpy as np
 
-
-# A fixed, distinguishable palette for class-id maps (index 0 = background).
-_PALETTE = np.array([
-    [0, 0, 0], [255, 255, 255], [230, 25, 75], [60, 180, 75], [255, 225, 25],
-    [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
-    [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128],
-    [220, 190, 255], [170, 110, 40], [255, 250, 200], [128, 0, 0],
-    [170, 255, 195], [128, 128, 0], [255, 215, 180], [0, 0, 128],
-    [128, 128, 128], [0, 0, 255], [255, 0, 0], [0, 255, 0],
-], np.uint8)
-
-
-def label_to_rgb(labels: np.ndarray, num_classes: int) -> np.ndarray:
-  """Class ids [..., H, W] -> uint8 RGB [..., H, W, 3].
-
-  Binary maps show foreground white on black; more classes use a palette.
-  """
-  labels = np.asarray(labels).astype(np.int64)
-  if num_classes <= 2:
-    return np.repeat((labels > 0)[..., None].astype(np.uint8) * 255, 3, -1)
-  return _PALETTE[np.mod(labels, len(_PALETTE))]
-
-
-def image_to_rgb(images: np.ndarray) -> np.ndarray:
-  """Float [..., H, W, C] in [0, 1] (C = 1 or 3) -> uint8 RGB."""
-  images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
-  if images.shape[-1] == 1:
-    images = np.repeat(images, 3, -1)
-  return (images[..., :3] * 255.0 + 0.5).astype(np.uint8)
-
-
-def image_grid(columns: list[np.ndarray], pad: int = 2) -> np.ndarray:
-  """Tiles RGB columns, each [N, H, W, 3], into one [1, H', W', 3] image.
-
-  Row i shows example i; column j shows columns[j][i] (e.g. input, ground
-  truth, reconstruction, prior samples).
-  """
-  n, h, w, _ = columns[0].shape
-  rows, cols = n, len(columns)
-  grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 64,
-                 np.uint8)
-  for j, col in enumerate(columns):
-    if col.shape != (n, h, w, 3):
-      raise ValueError(f"image_grid: column {j} has shape {col.shape}, "
-                       f"expected {(n, h, w, 3)}.")
-    for i in range(rows):
-      y, x = pad + i * (h + pad), pad + j * (w + pad)
-      grid[y:y + h, x:x + w] = col[i]
-  return grid[None]
+from hpunet import images
 
 
 def _to_python(value: Any) -> Any:
@@ -146,7 +98,7 @@ class SummaryWriter:
     for key, value in images.items():
       value = np.asarray(value)
       if value.dtype != np.uint8:
-        value = image_to_rgb(value)
+        value = images.image_to_rgb(value)
       h, w = value.shape[1:3]
       pngs = [tf.io.encode_png(v).numpy() for v in value]
       tensor = np.array([str(w).encode(), str(h).encode()] + pngs,

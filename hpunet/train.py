@@ -21,11 +21,18 @@ Public API:
 - `TrainState(step, params, opt_state, geco_state)`: the whole training state,
   one pytree, checkpointed as is.
 - `create_learning_rate_fn(config)`, `create_optimizer(config)`.
-- `create_train_state(config, networks, optimizer, rng, batch)`.
+- `create_train_state(config, networks, optimizer, rng, batch)`;
+  `network_input_shape(config)`, `batch_structs(config)`: shapes from the
+  config; `abstract_train_state(config, mesh)`: the state as
+  ShapeDtypeStructs (the one place that builds it).
+- `restore_params(config, workdir)`: a trained run's parameters.
+- `check_config(config, mesh)`: every check that needs no data, run before
+  anything is written, loaded or compiled.
 - `train_step(state, batch, *, networks, optimizer, loss_config, base_rng,
   learning_rate_fn, compute_dtype)` -> (state, metrics): pure; compiled by
   `make_train_step(...)` with explicit shardings and a donated state.
-- `evaluate(...)`: IoU_rec / GED / HM-IoU on a fixed validation subset.
+- `validate(...)`: the per-image metrics of `hpunet.evaluation` on a fixed
+  validation subset, averaged.
 - `train_and_evaluate(config, workdir)` -> `TrainResult`.
 
 Per-step randomness is `fold_in(train_key, step)` with `train_key` derived from
@@ -58,11 +65,14 @@ import numpy as np
 import optax
 
 from hpunet import checkpointing
+from hpunet import evaluation
 from hpunet import geco
+from hpunet import images
 from hpunet import networks as networks_lib
 from hpunet import objectives
 from hpunet import sharding
 from hpunet import summary_writer as summary_lib
+from hpunet import tasks
 
 Array = jax.Array
 Batch = Mapping[str, Array]
@@ -144,6 +154,65 @@ def create_train_state(config: ml_collections.ConfigDict,
       params=params,
       opt_state=optimizer.init(params),
       geco_state=geco.init_geco_state())
+
+
+def network_input_shape(config) -> tuple[int, int, int, int]:
+  """(global batch, H, W, C) of the network input of a config."""
+  inp = config.input
+  size = inp.get("crop_size") or inp.get("image_size")
+  channels = inp.get("channels") or inp.get("num_channels") or 1
+  if size is None:
+    raise ValueError("config.input needs `crop_size` or `image_size` (the "
+                     "network input size, (H, W)).")
+  return (int(inp.batch_size), int(size[0]), int(size[1]), int(channels))
+
+
+def batch_structs(config, num_rows: int = 1) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes of the training batch entries, from the config (no data read)."""
+  _, height, width, channels = network_input_shape(config)
+  return {
+      "image": jax.ShapeDtypeStruct((num_rows, height, width, channels),
+                                    jnp.float32),
+      "seg": jax.ShapeDtypeStruct((num_rows, height, width), jnp.int32),
+      "mask": jax.ShapeDtypeStruct((num_rows, height, width), jnp.float32),
+  }
+
+
+def make_init_fn(config: ml_collections.ConfigDict,
+                 networks: networks_lib.Networks,
+                 optimizer: optax.GradientTransformation,
+                 mesh: Mesh) -> Callable[[Array], TrainState]:
+  """Jitted `rng -> initial TrainState`, replicated over `mesh`.
+
+  The parameters depend only on the shapes of the inputs, so the init traces
+  the network on zeros of the config's input size (one row per data shard)
+  instead of a real batch.
+  """
+  structs = batch_structs(config, sharding.data_size(mesh))
+
+  def init(rng):
+    batch = {k: jnp.zeros(v.shape, v.dtype) for k, v in structs.items()}
+    return create_train_state(config, networks, optimizer, rng, batch)
+
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))
+
+
+def abstract_train_state(config: ml_collections.ConfigDict, mesh: Mesh, *,
+                         networks: networks_lib.Networks | None = None,
+                         optimizer: optax.GradientTransformation | None = None
+                         ) -> TrainState:
+  """The `TrainState` of a config as ShapeDtypeStructs replicated on `mesh`.
+
+  The one place that builds the abstract state: what a checkpoint is restored
+  into (training, `restore_params`) and what the benchmarks lower.
+  """
+  networks = networks or networks_lib.make_networks(config.model)
+  optimizer = optimizer or create_optimizer(config)
+  shapes = jax.eval_shape(make_init_fn(config, networks, optimizer, mesh),
+                          jax.random.key(0))
+  rep = sharding.replicated(mesh)
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), shapes)
 
 
 def _cast_floats(tree: PyTree, dtype) -> PyTree:
@@ -337,108 +406,94 @@ def image_summary(fn, params, rng, batch: Batch, *,
   posterior mean) | prior samples."""
   image, seg, rec, samples = jax.device_get(
       fn(params, rng, batch["image"], batch["seg"]))
-  columns = [summary_lib.image_to_rgb(image),
-             summary_lib.label_to_rgb(seg, num_classes),
-             summary_lib.label_to_rgb(rec, num_classes)]
-  columns += [summary_lib.label_to_rgb(s, num_classes) for s in samples]
-  return summary_lib.image_grid(columns)
+  columns = [images.image_to_rgb(image),
+             images.label_to_rgb(seg, num_classes),
+             images.label_to_rgb(rec, num_classes)]
+  columns += [images.label_to_rgb(s, num_classes) for s in samples]
+  return images.image_grid(columns)
 
 
-def make_eval_fns(networks: networks_lib.Networks, mesh: Mesh,
-                  num_samples: int):
-  """Jitted posterior-mean reconstruction and prior samples (argmax maps)."""
-  rep = sharding.replicated(mesh)
+def validate(params: PyTree, predictor: evaluation.Predictor, *,
+             batches: Iterator[Mapping[str, Any]], mesh: Mesh,
+             feed: sharding.DataFeed, rng: Array,
+             class_ids=None, min_rows_per_shard: int = 1) -> dict[str, float]:
+  """Periodic validation: `evaluation`'s per-image metrics, nan-averaged.
 
-  @functools.partial(jax.jit, out_shardings=rep)
-  def reconstruct(params, rng, image, seg):
-    logits = networks.reconstruct(
-        params["model"], rng, seg=_one_hot(seg, networks.num_classes,
-                                           image.dtype),
-        img=image, mean=True)
-    return jnp.argmax(logits, -1).astype(jnp.int32)
-
-  @functools.partial(jax.jit, out_shardings=rep)
-  def samples(params, rng, image):
-    logits = networks.sample_n(params["model"], rng, image,
-                               num_samples=num_samples)
-    return jnp.argmax(logits, -1).astype(jnp.int32)  # [S, B, H, W]
-
-  return reconstruct, samples
-
-
-def _fetch(x: Array) -> np.ndarray:
-  """A global array as numpy on every process (replicating if needed)."""
-  if x.is_fully_replicated or jax.process_count() == 1:
-    return np.asarray(jax.device_get(x))
-  rep = NamedSharding(x.sharding.mesh, P())
-  return np.asarray(jax.device_get(jax.jit(lambda a: a, out_shardings=rep)(x)))
-
-
-def evaluate(params: PyTree, *, eval_fns, batches: Iterator[Mapping[str, Any]],
-             mesh: Mesh, feed: sharding.DataFeed, rng: Array,
-             num_classes: int, class_ids=None,
-             min_rows_per_shard: int = 1) -> dict[str, float]:
-  """Reconstruction IoU, GED^2 and Hungarian-matched IoU on eval batches.
-
-  - `rec_iou` (IoU_rec, data_and_metrics.md B4): argmax of the posterior-mean
-    reconstruction. With `masks` (LIDC, synthetic: all graders) every grading
-    is reconstructed and the foreground IoU averaged over graders; otherwise
-    the batch's `seg` is reconstructed and, for more than two classes, the
-    nan-mean IoU over `class_ids` is taken (ignoring `mask == 0` pixels).
-  - With `masks` on a binary task, `metrics.binary_batch_metrics`, as
-    `python -m hpunet.evaluate`: `ged` (B2, V-statistic) and `hm_iou` (B3)
-    against the graders, and `ged_modes` against the known modes weighted by
-    `mode_probs` (synthetic).
-  Padding examples (`batch_mask` False) are dropped; per-image values are
-  nan-averaged over the subset.
+  The same metrics as `python -m hpunet.evaluate` (see `evaluation`): each
+  batch is sampled and reconstructed over the mesh, every process computes the
+  metrics of the rows it loaded and the per-image values are gathered once.
+  Padding examples (`batch_mask` False) are dropped.
   """
-  from hpunet import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-  reconstruct, sample = eval_fns
-  values = collections.defaultdict(list)
-  for i, local in enumerate(batches):
-    batch = sharding.make_global_batch(local, mesh, feed,
-                                       min_rows_per_shard=min_rows_per_shard)
-    host = {k: _fetch(v) for k, v in batch.items()}
-    valid = host.get("batch_mask", np.ones(host["image"].shape[0], bool))
-    valid = np.asarray(valid, bool)
-    step_rng = jax.random.fold_in(rng, i)
-    rec_rng, sample_rng = jax.random.split(step_rng)
-    binary = num_classes == 2
-    if "masks" in batch and binary:
-      graders = host["masks"].shape[-1]
-      recs = []
-      for g in range(graders):
-        seg = jnp.asarray(batch["masks"][..., g]).astype(jnp.int32)
-        recs.append(_fetch(reconstruct(params, jax.random.fold_in(rec_rng, g),
-                                       batch["image"], seg)))
-      samples = _fetch(sample(params, sample_rng, batch["image"]))
-      has_modes = "modes" in host and "mode_probs" in host
-      # The same per-image metrics as `python -m hpunet.evaluate`.
-      batch_values = metrics_lib.binary_batch_metrics(
-          np.moveaxis(samples, 0, 1) > 0,  # [B, S, H, W]
-          np.stack(recs, 1) > 0,  # [B, G, H, W]
-          np.moveaxis(host["masks"], -1, 1) > 0,
-          host["modes"] > 0 if has_modes else None,
-          host["mode_probs"] if has_modes else None)
-      for key, per_image in batch_values.items():
-        values[key].append(per_image)
-    else:
-      rec = _fetch(reconstruct(params, rec_rng, batch["image"], batch["seg"]))
-      if binary:
-        values["rec_iou"].append(metrics_lib.iou(rec > 0, host["seg"] > 0))
-      else:
-        ids = class_ids if class_ids is not None else range(1, num_classes)
-        ignore = host["mask"] == 0 if "mask" in host else None
-        values["rec_iou"].append(metrics_lib.reconstruction_iou(
-            rec, host["seg"], class_ids=tuple(ids), ignore_mask=ignore))
-    values["_valid"].append(valid)
-  valid = np.concatenate(values.pop("_valid")) if values else np.zeros(0, bool)
-  out = {"num_examples": float(valid.sum())}
-  for key, chunks in values.items():
-    per_image = np.concatenate([np.atleast_1d(c) for c in chunks])[valid]
-    finite = per_image[~np.isnan(per_image)]
-    out[key] = float(finite.mean()) if finite.size else float("nan")
-  return out
+  rows = slice(feed.feed_index * feed.local_batch_size,
+               (feed.feed_index + 1) * feed.local_batch_size)
+
+  def to_device(local):
+    inputs = {k: local[k] for k in ("image", "masks", "seg") if k in local}
+    return sharding.make_global_batch(
+        inputs, mesh, feed, min_rows_per_shard=min_rows_per_shard), rows
+
+  out = evaluation.evaluate_batches(predictor, params, batches, rng=rng,
+                                    to_device=to_device, class_ids=class_ids)
+  per_image, _ = evaluation.finish(out, feed_index=feed.feed_index)
+  return evaluation.mean_metrics(per_image)
+
+
+# ----------------------------------------------------------------------------
+# Restoring a trained run.
+# ----------------------------------------------------------------------------
+
+
+def _config_mismatch(config, saved: Mapping[str, Any]) -> list[str]:
+  saved_model = (saved.get("config") or {}).get("model")
+  if not saved_model:
+    return []
+  ours = json.loads(config.model.to_json_best_effort())
+  keys = sorted(set(ours) | set(saved_model))
+  norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v
+  return [f"model.{k}: config {ours.get(k)!r} vs checkpoint "
+          f"{saved_model.get(k)!r}" for k in keys
+          if norm(ours.get(k)) != norm(saved_model.get(k))]
+
+
+def restore_params(config: ml_collections.ConfigDict, workdir: str,
+                   step: int | None = None) -> tuple[Any, int]:
+  """The trained parameters of `workdir` (latest step unless given).
+
+  Returns:
+    (params on this process's first local device, step).
+
+  Raises:
+    FileNotFoundError: no (complete) checkpoint in the workdir.
+    ValueError: the config's model does not match the checkpoint's.
+  """
+  checkpointer = checkpointing.Checkpointer(workdir, async_save=False)
+  try:
+    steps = checkpointer.all_steps()
+    if not steps:
+      raise FileNotFoundError(
+          f"No checkpoint in {checkpointer.directory}: train first with "
+          f"`python -m hpunet.train --config=... --workdir={workdir}`.")
+    if step is None:
+      step = checkpointer.latest_step()
+    elif step not in steps:
+      raise FileNotFoundError(f"No checkpoint for step {step} in "
+                              f"{checkpointer.directory} (have {steps}).")
+    mesh = Mesh(np.asarray(jax.devices()).reshape(-1, 1), sharding.MESH_AXES)
+    abstract = abstract_train_state(config, mesh)
+    try:
+      state, meta = checkpointer.restore(step, abstract)
+    except (ValueError, KeyError, TypeError) as e:
+      raise ValueError(
+          f"The checkpoint at step {step} in {checkpointer.directory} does not "
+          f"match config.model ({e}).") from e
+    mismatch = _config_mismatch(config, meta)
+    if mismatch:
+      raise ValueError("The config does not match the checkpoint in "
+                       f"{checkpointer.directory}: " + "; ".join(mismatch))
+  finally:
+    checkpointer.close()
+  params = jax.tree.map(lambda x: x.addressable_data(0), state.params)
+  return params, int(step)
 
 
 # ----------------------------------------------------------------------------
@@ -479,6 +534,33 @@ def _save(checkpointer, step, state, config):
     logging.info("Saving checkpoint at step %d.", step)
 
 
+def check_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
+  """Every check of a config that needs no data, before anything is built.
+
+  Raises:
+    ValueError: naming the config field, its value and what was expected.
+  """
+  tasks.get(config.input.name)
+  create_optimizer(config)  # the optimizer and the learning-rate schedule
+  _, height, width, _ = network_input_shape(config)
+  min_rows = int(config.mesh.get("min_rows_per_shard", 2))
+  sharding.validate_mesh(
+      mesh, global_batch_size=config.input.batch_size,
+      image_shape=(height, width), num_levels=_model_levels(config),
+      min_rows_per_shard=min_rows)
+  feed = sharding.data_feed(mesh, config.input.batch_size)
+  shards = int(config.get("data_shards") or feed.feed_count)
+  if shards % feed.feed_count:
+    raise ValueError(
+        f"config.data_shards={shards} must be a multiple of the number of "
+        f"processes feeding distinct data ({feed.feed_count}).")
+  for name, eval_config in config.get("evals", {}).items():
+    if eval_config.batch_size % sharding.data_size(mesh):
+      raise ValueError(
+          f"config.evals.{name}.batch_size={eval_config.batch_size} must be "
+          f"divisible by the mesh's data axis ({sharding.data_size(mesh)}).")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> TrainResult:
   """Trains (resuming from `workdir` if possible) and evaluates periodically.
@@ -498,14 +580,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   jax.config.update("jax_threefry_partitionable", True)
   is_chief = jax.process_index() == 0
-  # epath: local folders and gs:// workdirs alike (TPU pods write to GCS).
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-  if is_chief:
-    (epath.Path(workdir) / "config.json").write_text(
-        config.to_json_best_effort(indent=2))
-
-  # ---- Mesh, data feed.
+  # ---- Every check of the config, before anything is written, loaded or
+  # compiled.
   mesh = sharding.create_mesh(config.mesh)
+  check_config(config, mesh)
   min_rows = int(config.mesh.get("min_rows_per_shard", 2))
   feed = sharding.data_feed(mesh, config.input.batch_size)
   logging.info("Mesh %s over %d devices (%d processes); this process loads "
@@ -513,7 +591,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                jax.process_count(), feed.local_batch_size,
                config.input.batch_size)
 
-  # ---- Model, optimizer, checkpoints.
+  # epath: local folders and gs:// workdirs alike (TPU pods write to GCS).
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  if is_chief:
+    (epath.Path(workdir) / "config.json").write_text(
+        config.to_json_best_effort(indent=2))
+
+  # ---- Model, optimizer, state (shapes from the config), checkpoints.
   networks = networks_lib.make_networks(
       config.model,
       activation_constraint=sharding.make_activation_constraint(
@@ -524,36 +608,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   checkpointer = checkpointing.Checkpointer(
       workdir, max_to_keep=config.max_checkpoints_to_keep)
   start_step = checkpointer.latest_step() or 0
-
-  train_iter = _train_batches(config, feed, start_step)
-  first_local = next(train_iter)
-  image_hw = tuple(first_local["image"].shape[1:3])
-  sharding.validate_mesh(
-      mesh, global_batch_size=config.input.batch_size, image_shape=image_hw,
-      num_levels=_model_levels(config), min_rows_per_shard=min_rows)
-  for name, eval_config in config.get("evals", {}).items():
-    if eval_config.batch_size % sharding.data_size(mesh):
-      raise ValueError(
-          f"config.evals.{name}.batch_size={eval_config.batch_size} must be "
-          f"divisible by the mesh's data axis ({sharding.data_size(mesh)}).")
-
-  def put(local):  # Only what the step reads travels to the devices.
-    local = {k: local[k] for k in _TRAIN_KEYS if k in local}
-    return sharding.make_global_batch(local, mesh, feed,
-                                      min_rows_per_shard=min_rows)
-
-  first_batch = put(first_local)
-  batch_shardings = {k: v.sharding for k, v in first_batch.items()}
-  rep = sharding.replicated(mesh)
-  init_batch = {k: first_batch[k] for k in _TRAIN_KEYS if k in first_batch}
-  init_fn = jax.jit(
-      functools.partial(create_train_state, config, networks, optimizer),
-      out_shardings=rep)
-  abstract_state = jax.eval_shape(init_fn, init_rng, init_batch)
-  abstract_state = jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
-      abstract_state)
+  init_fn = make_init_fn(config, networks, optimizer, mesh)
   if start_step:
+    abstract_state = abstract_train_state(config, mesh, networks=networks,
+                                          optimizer=optimizer)
     state, meta = checkpointer.restore(start_step, abstract_state)
     if int(meta.get("seed", config.seed)) != int(config.seed):
       raise ValueError(
@@ -562,13 +620,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           "not continue the same RNG and data stream.")
     logging.info("Resumed from step %d.", start_step)
   else:
-    state = init_fn(init_rng, init_batch)
+    state = init_fn(init_rng)
   if int(jax.device_get(state.step)) != start_step:
     raise ValueError(f"Checkpoint step {int(state.step)} != {start_step}.")
   if is_chief:
     counts = networks_lib.component_param_counts(state.params["model"])
     logging.info("Parameters per component: %s", counts)
 
+  # ---- Data.
+  def put(local):  # Only what the step reads travels to the devices.
+    local = {k: local[k] for k in _TRAIN_KEYS if k in local}
+    return sharding.make_global_batch(local, mesh, feed,
+                                      min_rows_per_shard=min_rows)
+
+  train_iter = _train_batches(config, feed, start_step)
+  batch_shardings = sharding.batch_shardings(
+      mesh, batch_structs(config, config.input.batch_size),
+      min_rows_per_shard=min_rows)
   step_fn = make_train_step(config, networks, optimizer, mesh, train_rng,
                             batch_shardings)
   writer = summary_lib.SummaryWriter(
@@ -576,7 +644,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       tensorboard=bool(config.get("tensorboard", True)))
   if is_chief and start_step == 0:
     writer.write_text(0, "config", "```\n" + str(config) + "\n```")
-  eval_fns = None
+  task = tasks.get(config.input.name)
+  predictors = {}  # eval name -> evaluation.Predictor, made on first use.
   image_fn = None
   preemption = checkpointing.PreemptionWatcher()
 
@@ -584,7 +653,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   global_batch = int(config.input.batch_size)
   batches = prefetch_to_device(train_iter, int(config.get("prefetch", 2)),
                                put)
-  batches = _chain_first(first_batch, batches)
 
   history = collections.defaultdict(list)
   last_metrics: dict[str, float] = {}
@@ -663,14 +731,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       for name, eval_config in config.get("evals", {}).items():
         if eval_config.every_steps and (step % eval_config.every_steps == 0
                                         or is_last):
-          if eval_fns is None:
-            eval_fns = make_eval_fns(networks, mesh, eval_config.num_samples)
+          if name not in predictors:
+            predictors[name] = evaluation.make_predictor(
+                networks, task, eval_config.num_samples,
+                out_shardings=sharding.replicated(mesh))
           t_eval = time.perf_counter()
-          results = evaluate(
-              state.params, eval_fns=eval_fns,
+          results = validate(
+              state.params, predictors[name],
               batches=_eval_batches(config, eval_config, feed), mesh=mesh,
               feed=feed, rng=jax.random.fold_in(eval_rng, 0),
-              num_classes=networks.num_classes,
               class_ids=eval_config.get("class_ids"),
               min_rows_per_shard=min_rows)
           scalars = {f"{name}/{k}": v for k, v in results.items()}
@@ -698,11 +767,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                step, traces)
   return TrainResult(state=state, metrics=last_metrics,
                      num_compilations=traces, stopped_early=stopped_early)
-
-
-def _chain_first(first, rest):
-  yield first
-  yield from rest
 
 
 def _record(pending, history, checkpointer):

@@ -10,10 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from hpunet import build_dataset
+from hpunet import dataset_builders
 from hpunet import config_lib
 from hpunet import evaluate
+from hpunet import evaluation
 from hpunet import metrics as metrics_lib
+from hpunet import train
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,7 +27,7 @@ def test_binary_metrics_of_a_perfect_model_and_subset_b():
   batch = {"masks": graders.astype(np.uint8)}
   samples = np.moveaxis(graders, -1, 1)  # samples == the 4 gradings
   out = collections.defaultdict(list)
-  evaluate._binary_metrics(out, samples, samples, batch, np.array([1, 1], bool),
+  evaluation.binary_metrics(out, samples, samples, batch, np.array([1, 1], bool),
                            subset_b=True)
   np.testing.assert_allclose(out["ged"], [0.0, 0.0], atol=1e-12)
   np.testing.assert_allclose(out["hm_iou"], [1.0, 1.0])
@@ -33,7 +35,7 @@ def test_binary_metrics_of_a_perfect_model_and_subset_b():
   assert out["hm_iou_subset_b"][0] == 1.0 and np.isnan(out["hm_iou_subset_b"][1])
   # Padding examples (batch_mask False) are skipped.
   out = collections.defaultdict(list)
-  evaluate._binary_metrics(out, samples, samples, batch, np.array([1, 0], bool),
+  evaluation.binary_metrics(out, samples, samples, batch, np.array([1, 0], bool),
                            subset_b=False)
   assert len(out["ged"]) == 1 and "hm_iou_subset_b" not in out
 
@@ -47,7 +49,7 @@ def test_known_mode_metrics_and_mode_assignment():
   batch = {"masks": np.moveaxis(samples, 1, -1).astype(np.uint8),
            "modes": modes.astype(np.uint8), "mode_probs": probs}
   out = collections.defaultdict(list)
-  evaluate._binary_metrics(out, samples, samples, batch, np.array([True]),
+  evaluation.binary_metrics(out, samples, samples, batch, np.array([True]),
                            subset_b=False)
   np.testing.assert_array_equal(out["_assignments"][0], [0, 0, 1, 2])
   freqs = metrics_lib.mode_frequencies(np.stack(out["_assignments"]),
@@ -66,7 +68,7 @@ def test_known_mode_metrics_and_mode_assignment():
 
 
 def test_scale_metrics_of_samples_that_vary_only_the_global_factor():
-  synthetic = build_dataset.load_builder_module("synthetic")
+  synthetic = dataset_builders.load_builder_module("synthetic")
   ex = synthetic.generate_example(32, synthetic.split_seed(0, "test", 0))
   modes = ex["modes"] > 0
   # Graders: modes 9 (spots, blobs absent) and 0 (nothing ambiguous).
@@ -80,7 +82,7 @@ def test_scale_metrics_of_samples_that_vary_only_the_global_factor():
   scale_samples = {"full": modes[None, 9 * g + 4],  # blobs thin, present
                    "only_most_local": modes[None, [4] * 8]}  # no variation
   out = collections.defaultdict(list)
-  evaluate._scale_metrics(out, scale_samples, recs, batch, np.array([True]))
+  evaluation.scale_metrics(out, scale_samples, recs, batch, np.array([True]))
   assert out["rec_recall_spots"] == [pytest.approx(0.5)]  # 1 of 2 graders
   # No grader marked a blob or a ring: no recall to measure.
   assert np.isnan(out["rec_recall_blobs"][0])
@@ -104,7 +106,7 @@ def test_flip_metrics_against_the_32_modes():
   modes, _ = metrics_lib.cityscapes_flip_modes(label[0])
   samples = modes[None, [0, 16, 31]]  # nothing / sidewalk / all flipped
   out = collections.defaultdict(list)
-  evaluate._flip_metrics(out, samples, {"label": label}, np.array([True]))
+  evaluation.flip_metrics(out, samples, {"label": label}, np.array([True]))
   np.testing.assert_array_equal(out["_assignments"][0], [0, 16, 31])
   counts = out["_flip_counts"][0]
   # Sidewalk flipped in 2 of 3 samples, person in 1 of 3.
@@ -125,24 +127,24 @@ def test_tables_and_sampling_modes():
   assert two["rec_iou"]["mean"] == pytest.approx(0.5)  # mean of seed means
   md = evaluate.markdown_table(table, dataset="lidc/crops", model="HPU-Net")
   assert "| lidc/crops | IoU_rec | 0.750 ± " in md
-  assert evaluate.per_scale_modes(4) == {
+  assert evaluation.per_scale_modes((1, 1, 1, 1)) == {
       "full": False,
       "only_most_global": (False, True, True, True),
       "only_most_local": (True, True, True, False)}
-  assert evaluate.per_scale_modes(1) == {"full": False}
+  assert evaluation.per_scale_modes((1,)) == {"full": False}
   # Levels without latents (the local-only ablation) are skipped.
-  assert evaluate.per_scale_modes((0, 0, 1, 1)) == {
+  assert evaluation.per_scale_modes((0, 0, 1, 1)) == {
       "full": False,
       "only_most_global": (True, True, False, True),
       "only_most_local": (True, True, True, False)}
-  assert evaluate.per_scale_modes((0, 0, 0, 1)) == {"full": False}
-  assert evaluate.per_scale_modes((85,)) == {"full": False}
+  assert evaluation.per_scale_modes((0, 0, 0, 1)) == {"full": False}
+  assert evaluation.per_scale_modes((85,)) == {"full": False}
 
 
 def test_restore_errors(tmp_path):
   config = config_lib.load_config("synthetic", "smoke")
   with pytest.raises(FileNotFoundError, match="No checkpoint in"):
-    evaluate.restore_params(config, str(tmp_path))
+    train.restore_params(config, str(tmp_path))
 
 
 def test_evaluate_command_on_a_briefly_trained_model(smoke_workdir, tmp_path,
@@ -181,7 +183,7 @@ def test_evaluate_command_on_a_briefly_trained_model(smoke_workdir, tmp_path,
   config = config_lib.load_config("synthetic", "smoke")
   config.model.channels_per_block = (4, 8, 8, 8, 8, 16)
   with pytest.raises(ValueError, match="does not match"):
-    evaluate.restore_params(config, str(smoke_workdir))
+    train.restore_params(config, str(smoke_workdir))
 
 
 def test_several_workdirs_write_per_run_folders_under_out_dir(
@@ -206,12 +208,12 @@ def test_several_workdirs_write_per_run_folders_under_out_dir(
 
 
 def test_trainer_validation_and_evaluate_compute_the_same_metrics():
-  """train.evaluate (periodic validation) and hpunet.evaluate share
-  metrics.binary_batch_metrics: equal values on the same batch."""
+  """train.validate (periodic validation over the mesh) and hpunet.evaluate
+  share evaluation.evaluate_batches: equal values on the same batch."""
   import jax  # pylint: disable=g-import-not-at-top
   from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
   from hpunet import sharding  # pylint: disable=g-import-not-at-top
-  from hpunet import train  # pylint: disable=g-import-not-at-top
+  from hpunet import tasks  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(3)
   b, s, g, m, h, w = 4, 3, 4, 5, 8, 8
   modes = (rng.rand(b, m, h, w) > 0.6).astype(np.uint8)
@@ -223,23 +225,32 @@ def test_trainer_validation_and_evaluate_compute_the_same_metrics():
            "mask": np.ones((b, h, w), np.float32),
            "masks": masks, "modes": modes, "mode_probs": probs,
            "batch_mask": np.array([True, True, True, False])}
-  # Fakes of make_eval_fns: reconstruct flips one pixel, samples are fixed.
+  # Fakes of the jitted predictions: reconstruct sets one pixel, samples are
+  # fixed.
   def reconstruct(params, key, image, seg):
     del params, key, image
     return jax.numpy.asarray(seg).at[:, 0, 0].set(1)
   def sample(params, key, image):
     del params, key, image
-    return jax.numpy.asarray(samples.astype(np.int32))
+    zeros = jax.numpy.zeros((b, h, w))
+    return jax.numpy.asarray(samples.astype(np.int32)), zeros, zeros
+  predictor = evaluation.Predictor(
+      task=tasks.TASKS["synthetic"], num_samples=s, num_classes=2,
+      sample=sample, reconstruct=reconstruct, scales={})
   mesh = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ("data", "spatial"))
-  trainer = train.evaluate(
-      {}, eval_fns=(reconstruct, sample), batches=iter([batch]), mesh=mesh,
-      feed=sharding.data_feed(mesh, b), rng=jax.random.key(0), num_classes=2)
+  trainer = train.validate(
+      {}, predictor, batches=iter([batch]), mesh=mesh,
+      feed=sharding.data_feed(mesh, b), rng=jax.random.key(0))
+  offline, _ = evaluation.finish(evaluation.evaluate_batches(
+      predictor, {}, [batch], rng=jax.random.key(0)))
   out = collections.defaultdict(list)
   recs = np.moveaxis(masks > 0, -1, 1).copy()
   recs[:, :, 0, 0] = True
-  evaluate._binary_metrics(out, np.moveaxis(samples, 0, 1), recs, batch,
-                           batch["batch_mask"], subset_b=False)
+  evaluation.binary_metrics(out, np.moveaxis(samples, 0, 1), recs, batch,
+                            batch["batch_mask"], subset_b=False)
   assert trainer["num_examples"] == 3
   for key in ("rec_iou", "ged", "ged_modes", "hm_iou"):
     assert len(out[key]) == 3
     assert trainer[key] == pytest.approx(np.mean(out[key]), abs=1e-9), key
+    np.testing.assert_allclose(offline[key], out[key], atol=1e-12)
+  assert 0.0 <= trainer["mode_tv"] <= 1.0

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from hpunet import config_lib
 from hpunet import sample
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,14 +40,20 @@ def test_sampling_semantics(smoke_workdir, tmp_path):
 
 
 def test_parse_mean_levels_and_image_errors(tmp_path):
-  assert sample.parse_mean_levels("full", 4) is False
-  assert sample.parse_mean_levels("only_most_local", 4) == (True, True, True,
-                                                           False)
-  assert sample.parse_mean_levels("0,1,1,1", 4) == (False, True, True, True)
+  dims = (1, 1, 1, 1)
+  assert sample.parse_mean_levels("full", dims) is False
+  assert sample.parse_mean_levels("only_most_local", dims) == (True, True, True,
+                                                              False)
+  assert sample.parse_mean_levels("0,1,1,1", dims) == (False, True, True, True)
+  # Levels without latents are skipped: the most global one is level 2.
+  assert sample.parse_mean_levels("only_most_global", (0, 0, 1, 1)) == (
+      True, True, False, True)
+  # One sampling level is both the most global and the most local one.
+  assert sample.parse_mean_levels("only_most_global", (0, 0, 0, 1)) is False
   with pytest.raises(ValueError, match="4 latent levels"):
-    sample.parse_mean_levels("1,0", 4)
+    sample.parse_mean_levels("1,0", dims)
   with pytest.raises(ValueError, match="expected one of"):
-    sample.parse_mean_levels("local", 4)
+    sample.parse_mean_levels("local", dims)
   image = np.zeros((40, 40, 1), np.float32)
   with pytest.raises(ValueError, match="40x40; the model expects 32x32"):
     sample.fit_image(image, 32, 32, 1)
@@ -79,3 +86,30 @@ def test_sample_command_writes_files(smoke_workdir, tmp_path):
   with pytest.raises(FileNotFoundError, match="No checkpoint in"):
     sample.sample_image(config, str(tmp_path),
                         sample.load_image(_image(tmp_path)))
+
+
+def test_per_scale_sampling_of_a_local_latents_only_model(tmp_path):
+  """The only latent level of a local-latents-only model is sampled, not set
+  to its mean, when sampling "only the most global level" (it is that level)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
+  from hpunet import checkpointing  # pylint: disable=g-import-not-at-top
+  from hpunet import networks as networks_lib  # pylint: disable=g-import-not-at-top
+  from hpunet import sharding  # pylint: disable=g-import-not-at-top
+  from hpunet import train  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config("synthetic_local_latents", "smoke")
+  config.mesh.data = 1
+  assert tuple(config.model.latent_dims) == (0, 0, 0, 1)
+  mesh = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), sharding.MESH_AXES)
+  networks = networks_lib.make_networks(config.model)
+  state = train.make_init_fn(config, networks, train.create_optimizer(config),
+                             mesh)(jax.random.key(0))
+  workdir = str(tmp_path / "local")
+  checkpointer = checkpointing.Checkpointer(workdir, async_save=False)
+  train._save(checkpointer, 1, state, config)  # pylint: disable=protected-access
+  checkpointer.close()
+  image = sample.load_image(_image(tmp_path))
+  for mode in ("only_most_global", "only_most_local", "full"):
+    out = sample.sample_image(config, workdir, image, num_samples=3,
+                              mean_levels=mode)
+    assert np.abs(out["probabilities"][0] - out["probabilities"][1]).max() > 1e-4

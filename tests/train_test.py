@@ -33,6 +33,7 @@ import pytest
 from hpunet import checkpointing
 from hpunet import config_lib
 from hpunet import geco
+from hpunet import images
 from hpunet import networks as networks_lib
 from hpunet import objectives
 from hpunet import sharding
@@ -240,9 +241,9 @@ def test_bfloat16_compute_keeps_float32_state(geco_step_setup):
 
 def test_summary_writer_writes_tensorboard_records(tmp_path):
   writer = summary_writer.SummaryWriter(str(tmp_path))
-  grid = summary_writer.image_grid([
-      summary_writer.image_to_rgb(np.zeros((2, 4, 4, 1))),
-      summary_writer.label_to_rgb(np.ones((2, 4, 4), int), 2)])
+  grid = images.image_grid([
+      images.image_to_rgb(np.zeros((2, 4, 4, 1))),
+      images.label_to_rgb(np.ones((2, 4, 4), int), 2)])
   assert grid.shape == (1, 2 * 6 + 2, 2 * 6 + 2, 3)
   writer.write_scalars(3, {"train/loss": 1.5, "train/bad": float("nan")})
   writer.write_images(3, {"train/grid": grid})
