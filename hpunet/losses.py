@@ -1,17 +1,16 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
 """Reconstruction loss with batch-global top-k, in pure JAX.
 
-Mirrors `geco_utils.py` of the official HPU-Net (official_hpunet.md §7.1).
+Mirrors `geco_utils.py` of the official HPU-Net.
 
 Shape glossary: `B` batch, `H, W` spatial, `K` classes, `N = B*H*W` pixels.
 """
 
+import math
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-
-from hpunet import sharding
 
 Array = jax.Array
 
@@ -41,6 +40,85 @@ def num_top_k(num_pixels: int, top_k_percentage: float) -> int:
   return k
 
 
+# ----------------------------------------------------------------------------
+# Exact batch-global top-k that partitions without gathering.
+# ----------------------------------------------------------------------------
+
+
+def _order_preserving_uint32(x: jax.Array) -> jax.Array:
+  """Maps float32 to uint32 so that unsigned order == float order."""
+  bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+  sign = bits >> 31
+  return jnp.where(sign == 1, ~bits, bits | jnp.uint32(0x80000000))
+
+
+def _radix_select(keys: jax.Array, k: jax.Array, num_bits: int,
+                  valid: jax.Array | None = None) -> jax.Array:
+  """Largest t with count(keys >= t [& valid]) >= k; keys uint32, any shape.
+
+  Every iteration is one elementwise compare plus a global sum, which the SPMD
+  partitioner turns into a local sum plus a scalar all-reduce.
+  """
+
+  def body(i, t):
+    bit = jnp.uint32(1) << (num_bits - 1 - i).astype(jnp.uint32)
+    cand = t | bit
+    hit = keys >= cand
+    if valid is not None:
+      hit = hit & valid
+    count = jnp.sum(hit, dtype=jnp.int32)
+    return jnp.where(count >= k, cand, t)
+
+  return jax.lax.fori_loop(0, num_bits, body, jnp.uint32(0))
+
+
+def select_top_k(scores: jax.Array, k: int) -> jax.Array:
+  """Indicator of the k largest scores of the whole array (any shape).
+
+  Selects exactly the elements `jax.lax.top_k(scores.reshape(-1), k)` selects,
+  ties broken towards the lower row-major index, but without flattening,
+  sorting or gathering: a bitwise radix select over the (score, -index) key,
+  made of elementwise ops and global counts. Under a `P('data', 'spatial')`
+  layout the partitioner keeps every element on its device and exchanges only
+  scalar counts (one all-reduce per bit).
+
+  Args:
+    scores: float array, e.g. [B, H, W]; -inf allowed (never selected before
+      any finite score). NaN scores are not supported.
+    k: number of elements to select, 0 <= k <= scores.size (static).
+
+  Returns:
+    float32 array of scores.shape with exactly k ones.
+  """
+  n = math.prod(scores.shape)
+  if not 0 <= k <= n:
+    raise ValueError(f"select_top_k: k={k} must be in [0, {n}].")
+  if n >= 2**31:
+    raise ValueError(f"select_top_k: {n} elements exceed int32 indices.")
+  if k == 0:
+    return jnp.zeros(scores.shape, jnp.float32)
+  keys = _order_preserving_uint32(scores)
+  kk = jnp.int32(k)
+  # 1) The k-th largest score (as an ordered key).
+  t_score = _radix_select(keys, kk, 32)
+  above = keys > t_score
+  n_above = jnp.sum(above, dtype=jnp.int32)
+  # 2) Among scores equal to it, keep the (k - n_above) lowest indices, as
+  #    lax.top_k does: select the largest values of the reversed index.
+  tie = keys == t_score
+  index = jnp.zeros(scores.shape, jnp.uint32)
+  stride = 1
+  for axis in reversed(range(scores.ndim)):  # Row-major flat index, sharded.
+    index = index + jax.lax.broadcasted_iota(
+        jnp.uint32, scores.shape, axis) * jnp.uint32(stride)
+    stride *= scores.shape[axis]
+  rev_index = jnp.uint32(n - 1) - index
+  index_bits = max(1, int(n - 1).bit_length())
+  t_index = _radix_select(rev_index, kk - n_above, index_bits, valid=tie)
+  selected = above | (tie & (rev_index >= t_index))
+  return selected.astype(jnp.float32)
+
+
 def top_k_mask(xe: Array, mask: Array, *, k: int, deterministic: bool,
                rng: Optional[Array] = None) -> Array:
   """Selects k pixels of the whole batch: [B, H, W] -> {0, 1} [B, H, W].
@@ -50,7 +128,7 @@ def top_k_mask(xe: Array, mask: Array, *, k: int, deterministic: bool,
   the k largest CEs. Masked pixels score -inf and end up zeroed by the final
   `mask * selected`. There is no gradient through the selection.
 
-  The selection is `sharding.top_k_mask`: exactly the pixels
+  The selection is `select_top_k`: exactly the pixels
   `jax.lax.top_k` picks on the flattened batch (ties to the lowest index),
   but written with elementwise ops and global counts, so under a
   ('data', 'spatial') mesh no device gathers the score map.
@@ -64,7 +142,7 @@ def top_k_mask(xe: Array, mask: Array, *, k: int, deterministic: bool,
     u = jax.random.uniform(rng, xe.shape, jnp.float32)
     scores += -jnp.log(-jnp.log(u + 1e-20) + 1e-20)  # Gumbel noise
   scores += jnp.log(mask)
-  return mask * sharding.top_k_mask(scores, k)
+  return mask * select_top_k(scores, k)
 
 
 def reconstruction_loss(logits: Array,

@@ -19,9 +19,8 @@ batch plus TPU spatial partitioning; see README, "Parallelism"):
   levels of HPU-Net (the 2x4 bottom of Cityscapes, the 1x1 bottom of LIDC)
   unevenly, which in jax 0.10.2 produced *wrong gradients* (measured; see
   tests/sharding_test.py), besides being slower.
-- `top_k_mask` is an exact batch-global top-k selection written with global
-  reductions only, so under any sharding it selects exactly the pixels that
-  `jax.lax.top_k` selects unpartitioned, without gathering the scores.
+- The exact batch-global top-k that partitions without gathering the scores
+  is `losses.select_top_k`.
 - `validate_mesh` checks divisibility before anything is compiled.
 
 Plain JAX / NumPy: no Haiku, no TensorFlow.
@@ -29,12 +28,10 @@ Plain JAX / NumPy: no Haiku, no TensorFlow.
 
 from collections.abc import Callable, Mapping, Sequence
 import dataclasses
-import math
 from typing import Any
 
 import jax
 from jax.experimental import mesh_utils
-import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
@@ -328,82 +325,3 @@ def make_global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh,
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
-
-
-# ----------------------------------------------------------------------------
-# Exact batch-global top-k that partitions without gathering.
-# ----------------------------------------------------------------------------
-
-
-def _order_preserving_uint32(x: jax.Array) -> jax.Array:
-  """Maps float32 to uint32 so that unsigned order == float order."""
-  bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
-  sign = bits >> 31
-  return jnp.where(sign == 1, ~bits, bits | jnp.uint32(0x80000000))
-
-
-def _radix_select(keys: jax.Array, k: jax.Array, num_bits: int,
-                  valid: jax.Array | None = None) -> jax.Array:
-  """Largest t with count(keys >= t [& valid]) >= k; keys uint32, any shape.
-
-  Every iteration is one elementwise compare plus a global sum, which the SPMD
-  partitioner turns into a local sum plus a scalar all-reduce.
-  """
-
-  def body(i, t):
-    bit = jnp.uint32(1) << (num_bits - 1 - i).astype(jnp.uint32)
-    cand = t | bit
-    hit = keys >= cand
-    if valid is not None:
-      hit = hit & valid
-    count = jnp.sum(hit, dtype=jnp.int32)
-    return jnp.where(count >= k, cand, t)
-
-  return jax.lax.fori_loop(0, num_bits, body, jnp.uint32(0))
-
-
-def top_k_mask(scores: jax.Array, k: int) -> jax.Array:
-  """Indicator of the k largest scores of the whole array (any shape).
-
-  Selects exactly the elements `jax.lax.top_k(scores.reshape(-1), k)` selects,
-  ties broken towards the lower row-major index, but without flattening,
-  sorting or gathering: a bitwise radix select over the (score, -index) key,
-  made of elementwise ops and global counts. Under a `P('data', 'spatial')`
-  layout the partitioner keeps every element on its device and exchanges only
-  scalar counts (one all-reduce per bit).
-
-  Args:
-    scores: float array, e.g. [B, H, W]; -inf allowed (never selected before
-      any finite score). NaN scores are not supported.
-    k: number of elements to select, 0 <= k <= scores.size (static).
-
-  Returns:
-    float32 array of scores.shape with exactly k ones.
-  """
-  n = math.prod(scores.shape)
-  if not 0 <= k <= n:
-    raise ValueError(f"top_k_mask: k={k} must be in [0, {n}].")
-  if n >= 2**31:
-    raise ValueError(f"top_k_mask: {n} elements exceed int32 indices.")
-  if k == 0:
-    return jnp.zeros(scores.shape, jnp.float32)
-  keys = _order_preserving_uint32(scores)
-  kk = jnp.int32(k)
-  # 1) The k-th largest score (as an ordered key).
-  t_score = _radix_select(keys, kk, 32)
-  above = keys > t_score
-  n_above = jnp.sum(above, dtype=jnp.int32)
-  # 2) Among scores equal to it, keep the (k - n_above) lowest indices, as
-  #    lax.top_k does: select the largest values of the reversed index.
-  tie = keys == t_score
-  index = jnp.zeros(scores.shape, jnp.uint32)
-  stride = 1
-  for axis in reversed(range(scores.ndim)):  # Row-major flat index, sharded.
-    index = index + jax.lax.broadcasted_iota(
-        jnp.uint32, scores.shape, axis) * jnp.uint32(stride)
-    stride *= scores.shape[axis]
-  rev_index = jnp.uint32(n - 1) - index
-  index_bits = max(1, int(n - 1).bit_length())
-  t_index = _radix_select(rev_index, kk - n_above, index_bits, valid=tie)
-  selected = above | (tie & (rev_index >= t_index))
-  return selected.astype(jnp.float32)

@@ -21,6 +21,7 @@ import pytest
 
 from hpunet import config_lib
 from hpunet import geco
+from hpunet import losses
 from hpunet import networks as networks_lib
 from hpunet import objectives
 from hpunet import sharding
@@ -122,7 +123,7 @@ def _lax_top_k_mask(x, k):
 
 def test_top_k_mask_equals_lax_top_k_including_ties_and_minus_inf():
   rng = np.random.default_rng(0)
-  fn = jax.jit(sharding.top_k_mask, static_argnums=1)
+  fn = jax.jit(losses.select_top_k, static_argnums=1)
   shape = (3, 5, 7)
   for trial, k in enumerate((0, 1, 17, 60, 104, 105)):
     x = rng.normal(size=shape).astype(np.float32)
@@ -142,7 +143,7 @@ def test_top_k_mask_sharded_selects_the_same_pixels_without_gathers():
   spec = NamedSharding(mesh, P("data", "spatial"))
   scores = jax.random.gumbel(jax.random.key(0), (4, 64, 64))
   k = int(0.02 * scores.size)
-  fn = jax.jit(sharding.top_k_mask, static_argnums=1, in_shardings=(spec,),
+  fn = jax.jit(losses.select_top_k, static_argnums=1, in_shardings=(spec,),
                out_shardings=spec)
   compiled = fn.lower(scores, k).compile()
   text = compiled.as_text()
