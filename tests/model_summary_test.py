@@ -1,5 +1,5 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
-"""Tests of `python -m hpunet.summary` (eval_shape and lowering only)."""
+"""Tests of `python -m hpunet.model_summary` (eval_shape and lowering only)."""
 
 import json
 import os
@@ -8,13 +8,13 @@ import sys
 
 import numpy as np
 
-from hpunet import summary
+from hpunet import model_summary
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_lidc_default_summary_values():
-  s = summary.summarize(summary.default_config())
+  s = model_summary.summarize(model_summary.default_config())
   assert s["model"] == "hpunet"
   assert s["latent_grids"] == [[1, 1, 1], [2, 2, 1], [4, 4, 1], [8, 8, 1]]
   assert s["num_latents_per_image"] == 85
@@ -26,7 +26,7 @@ def test_lidc_default_summary_values():
   # dead last level) and has a 1-channel input instead of 3.
   assert params["prior"] > params["posterior"]
   # f_comb: levels 5-7 (3 res-blocks each) plus the logits conv; count it by
-  # hand from the widths of official_hpunet.md §5.
+  # hand from the widths of the official LIDC HPU-Net.
   def block(cin, c, d, convs=3):
     n = 9 * cin * d + d + (convs - 1) * (9 * d * d + d)
     n += (d * c + c) if d != c else 0
@@ -44,7 +44,7 @@ def test_lidc_default_summary_values():
 
 def test_summary_command_prints_json():
   out = subprocess.run(
-      [sys.executable, "-m", "hpunet.summary", "--json"], cwd=_REPO,
+      [sys.executable, "-m", "hpunet.model_summary", "--json"], cwd=_REPO,
       capture_output=True, text=True, check=True, timeout=300)
   s = json.loads(out.stdout.strip().splitlines()[-1])
   assert s["params"]["total"] == sum(

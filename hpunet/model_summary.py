@@ -1,8 +1,8 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
 r"""Model summary: parameters, latent grids and FLOPs, without compiling.
 
-  python -m hpunet.summary --config=configs/lidc.py [--json]
-  python -m hpunet.summary            # the built-in LIDC HPU-Net default
+  python -m hpunet.model_summary --config=configs/lidc.py [--json]
+  python -m hpunet.model_summary            # the built-in LIDC HPU-Net default
 
 Parameters come from `jax.eval_shape` of the init; FLOPs from XLA's cost
 analysis of the *lowered* (traced, not compiled) computations:
@@ -32,6 +32,7 @@ from ml_collections import config_flags
 from hpunet import geco
 from hpunet import networks as networks_lib
 from hpunet import objectives
+from hpunet import train as train_lib
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -48,17 +49,6 @@ def default_config() -> ml_collections.ConfigDict:
   ))
 
 
-def network_input_shape(config) -> tuple[int, int, int, int]:
-  """(global batch, H, W, C) of the network input of a config."""
-  inp = config.input
-  size = inp.get("crop_size") or inp.get("image_size")
-  channels = inp.get("channels") or inp.get("num_channels") or 1
-  if size is None:
-    raise ValueError("config.input needs `crop_size` or `image_size` (the "
-                     "network input size, (H, W)).")
-  return (int(inp.batch_size), int(size[0]), int(size[1]), int(channels))
-
-
 def _flops(fn, *args) -> float:
   cost = jax.jit(fn).lower(*args).cost_analysis()
   if isinstance(cost, (list, tuple)):  # older JAX: one dict per computation
@@ -69,7 +59,7 @@ def _flops(fn, *args) -> float:
 def summarize(config) -> dict[str, Any]:
   """Everything the command prints, as a JSON-serialisable dict."""
   networks = networks_lib.make_networks(config.model)
-  batch, height, width, channels = network_input_shape(config)
+  batch, height, width, channels = train_lib.network_input_shape(config)
   num_classes = networks.num_classes
   img = jax.ShapeDtypeStruct((batch, height, width, channels), jnp.float32)
   labels = jax.ShapeDtypeStruct((batch, height, width), jnp.int32)
@@ -139,8 +129,8 @@ def main(argv, config_flag, json_flag):
 
 
 if __name__ == "__main__":
-  # Flags exist only when run as a program, so importing this module (e.g.
-  # from hpunet.evaluate) never clashes with another module's flags.
+  # Flags exist only when run as a program: importing this module defines
+  # none.
   _CONFIG = config_flags.DEFINE_config_file(
       "config", None,
       "Experiment config file (default: built-in LIDC HPU-Net).",
