@@ -3,7 +3,7 @@
 - 8 fake CPU devices, so the few tests that need a ('data', 'spatial') mesh
   have one; single-device computations still run on device 0 only.
 - The persistent compilation cache, because Haiku inits compile one threefry
-  kernel per parameter shape (jax_stack.md section 8).
+  kernel per parameter shape.
 - Partitionable threefry explicitly, so results do not depend on the JAX
   version's default.
 """
@@ -42,9 +42,9 @@ def fast_compiles():
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory):
   """A TFDS data_dir holding the tiny `synthetic/s32` dataset (built once)."""
-  from hpunet import build_dataset  # pylint: disable=g-import-not-at-top
+  from hpunet import dataset_builders  # pylint: disable=g-import-not-at-top
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  build_dataset.build("synthetic/s32", manual_dir=None, data_dir=data_dir)
+  dataset_builders.build("synthetic/s32", manual_dir=None, data_dir=data_dir)
   return data_dir
 
 

@@ -4,8 +4,6 @@ r"""Input pipelines: TFDS -> tf.data -> numpy batches for the trainer/evaluator.
 Public API
 ----------
 - `default_input_config(name)`: defaults per task, to copy into config files.
-- `augment_off()`: an `augment` ConfigDict with every augmentation disabled
-  (the warp is then the identity / the deterministic centre crop).
 - `create_train_dataset(input_config, *, seed, start_step=0,
   process_index=None, process_count=None)`: infinite iterator of this
   process' share of every global training batch.
@@ -33,7 +31,7 @@ Batches (numpy dicts; B = local batch = global batch // process_count):
 - `name`: task, a key of `tasks.TASKS`; selects the label logic below.
 - `dataset`: TFDS name with config, e.g. `"synthetic/s128"`, `"lidc/crops"`,
   `"snemi3d"`, `"cityscapes/cars"`, `"cityscapes/flips"`. The builder is
-  imported from `datasets/<name>/` (`hpunet.build_dataset.load_builder_module`).
+  imported from `datasets/<name>/` (`hpunet.dataset_builders.load_builder_module`).
 - `data_dir`: TFDS data dir (None = TFDS default / `$TFDS_DATA_DIR`).
 - `train_split`, `eval_split`: TFDS split names (sub-split syntax allowed).
 - `batch_size`: GLOBAL training batch; must be divisible by process_count.
@@ -55,7 +53,8 @@ Batches (numpy dicts; B = local batch = global batch // process_count):
   multi-host runs build it beforehand with `python -m hpunet.build_dataset`).
 - `num_parallel_calls`: tf.data map parallelism (-1 = AUTOTUNE).
 - `prefetch`: batches to prefetch (-1 = AUTOTUNE).
-- `augment` (ConfigDict; `augment_off()` is the identity):
+- `augment` (ConfigDict; `augment.augment_off()` is the identity; the
+  augmentation itself is `hpunet.augment`):
   - `mirror` (bool): left-right flip with p = 1/2.
   - `rotation_deg`: rotation angle ~ U(-r, r) degrees.
   - `shear_deg`: shear angle ~ U(-s, s) degrees (x += tan(angle) * y).
@@ -127,7 +126,7 @@ Why tf.data (stateless TF ops, parallel map) rather than JAX on the device
   training step instead of taking time and memory from it: at 512 x 1024 the
   resampling (a gather per pixel) and PNG decoding would otherwise sit on the
   critical path of every step, and under spatial partitioning a dense gather
-  on device needs all-gathers (jax_stack.md section 9).
+  on device needs all-gathers.
 - tf.data scales with host cores (parallel map, prefetch), decodes PNGs in
   C++ and handles the per-task label logic (unique ids, flips) with
   dynamic-shape ops, which JAX would have to pad.
@@ -148,7 +147,6 @@ Why tf.data (stateless TF ops, parallel map) rather than JAX on the device
   8x that, well above what one accelerator consumes at that resolution.
 """
 
-import math
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import ml_collections
@@ -156,10 +154,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from hpunet import build_dataset
+from hpunet import augment
+from hpunet import dataset_builders
 from hpunet import tasks
 
-_ALG = "philox"
+_ALG = augment.ALG
 _TRAIN_TAG, _EVAL_TAG = 0, 1
 _NUM_SUBSEEDS = 6  # 0 grader, 1 geometry, 3 colour, 4 label maps; 2, 5 spare
 
@@ -167,26 +166,6 @@ _NUM_SUBSEEDS = 6  # 0 grader, 1 geometry, 3 colour, 4 label maps; 2, 5 spare
 # ----------------------------------------------------------------------------
 # Configs.
 # ----------------------------------------------------------------------------
-
-
-def augment_off() -> ml_collections.ConfigDict:
-  """An `augment` config with every augmentation disabled (identity warp)."""
-  return ml_collections.ConfigDict({
-      "mirror": False,
-      "rotation_deg": 0.0,
-      "shear_deg": 0.0,
-      "scale_range": (1.0, 1.0),
-      "elastic_max_px": 0.0,
-      "elastic_spacing_px": 32.0,
-      "random_crop": False,
-      "translate_px": 0.0,
-      "brightness": 0.0,
-      "contrast": 0.0,
-      "saturation": 0.0,
-      "gamma_range": (1.0, 1.0),
-      "gamma_prob": 0.0,
-      "image_interpolation": "bilinear",
-  })
 
 
 def default_input_config(name: str = "synthetic") -> ml_collections.ConfigDict:
@@ -205,7 +184,7 @@ def default_input_config(name: str = "synthetic") -> ml_collections.ConfigDict:
     An unlocked ConfigDict.
   """
   task = tasks.get(name, "input_config.name")
-  aug = augment_off()
+  aug = augment.augment_off()
   cfg = ml_collections.ConfigDict({
       "name": name,
       "data_dir": None,
@@ -291,27 +270,7 @@ class _Settings:
     self.num_parallel_calls = tf.data.AUTOTUNE if npc < 0 else npc
     pf = int(cfg.get("prefetch", 2))
     self.prefetch = tf.data.AUTOTUNE if pf < 0 else pf
-    aug = augment_off()
-    given = cfg.get("augment", None)
-    if given is not None:
-      unknown = set(given.keys()) - set(aug.keys())
-      if unknown:
-        raise ValueError(
-            f"input_config.augment has unknown keys {sorted(unknown)};"
-            f" known: {sorted(aug.keys())}.")
-      aug.update(given)
-    self.aug = aug
-    lo, hi = (float(v) for v in aug.scale_range)
-    if not 0 < lo <= hi:
-      raise ValueError(
-          f"input_config.augment.scale_range={aug.scale_range!r}; expected"
-          " 0 < lo <= hi.")
-    if aug.image_interpolation not in ("bilinear", "nearest"):
-      raise ValueError(
-          "input_config.augment.image_interpolation="
-          f"{aug.image_interpolation!r}; expected 'bilinear' or 'nearest'.")
-    if float(aug.elastic_spacing_px) <= 0:
-      raise ValueError("input_config.augment.elastic_spacing_px must be > 0.")
+    self.aug = augment.settings(cfg.get("augment", None))
 
 
 def _process(process_index, process_count) -> Tuple[int, int]:
@@ -357,8 +316,8 @@ def _open_builder(cfg: ml_collections.ConfigDict):
   if not dataset:
     raise ValueError("input_config.dataset is empty; expected a TFDS name"
                      " such as 'synthetic/s128'.")
-  build_dataset.load_builder_module(dataset)
-  data_dir = build_dataset.expand_path(cfg.get("data_dir"))
+  dataset_builders.load_builder_module(dataset)
+  data_dir = dataset_builders.expand_path(cfg.get("data_dir"))
   builder = tfds.builder(dataset, data_dir=data_dir)
   if not builder.is_prepared():
     if cfg.get("prepare_if_missing", False):
@@ -546,11 +505,6 @@ def _fold_in(seed: tf.Tensor, data) -> tf.Tensor:
       seed, tf.cast(data, tf.int64), alg=_ALG)
 
 
-def _uniform(seed, shape=(), lo=0.0, hi=1.0) -> tf.Tensor:
-  return tf.random.stateless_uniform(shape, seed, minval=lo, maxval=hi,
-                                     alg=_ALG)
-
-
 def _random_ids(instances: tf.Tensor, seed: tf.Tensor, num_ids: int):
   """Maps instance ids != 0 to random ids in 1..num_ids; 0 stays 0.
 
@@ -560,10 +514,10 @@ def _random_ids(instances: tf.Tensor, seed: tf.Tensor, num_ids: int):
   s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2, _ALG))
   flat = tf.reshape(instances, [-1])
   uniq, idx = tf.unique(flat)
-  keys = _uniform(s1, tf.shape(uniq))
+  keys = augment.uniform(s1, tf.shape(uniq))
   keys = tf.where(uniq == 0, 2.0, keys)          # background ranks last
   rank = tf.argsort(tf.argsort(keys))
-  perm = tf.argsort(_uniform(s2, (num_ids,)))
+  perm = tf.argsort(augment.uniform(s2, (num_ids,)))
   ids = tf.gather(perm, rank % num_ids) + 1
   ids = tf.where(uniq == 0, 0, ids)
   return tf.reshape(tf.gather(ids, idx), tf.shape(instances))
@@ -571,148 +525,10 @@ def _random_ids(instances: tf.Tensor, seed: tf.Tensor, num_ids: int):
 
 def _flip_labels(label: tf.Tensor, seed: tf.Tensor):
   """Applies the five stochastic class flips (`tasks.FLIPS`) to trainIds."""
-  draws = _uniform(seed, (len(tasks.FLIPS),))
+  draws = augment.uniform(seed, (len(tasks.FLIPS),))
   out = label
   for i, (cls, p, new) in enumerate(tasks.FLIPS):
     out = tf.where((label == cls) & (draws[i] < p), new, out)
-  return out
-
-
-# ----------------------------------------------------------------------------
-# Augmentation: one sampling grid per example.
-# ----------------------------------------------------------------------------
-
-
-def _sampling_grid(seed, src_hw, out_hw, aug):
-  """Source coordinates (ys, xs) float32 [h, w] of every output pixel.
-
-  Output pixel u (centred coordinates) samples the source at
-  `A (mirror(u) + elastic(u)) + centre`, A = rotation . shear / zoom, and
-  centre = the crop window's centre plus the random translation. With all
-  augmentation off this is the centre crop, with integer coordinates.
-  """
-  (big_h, big_w), (h, w) = src_hw, out_hw
-  k = tf.unstack(tf.random.experimental.stateless_split(seed, 7, _ALG))
-  uy = tf.range(h, dtype=tf.float32) - (h - 1) / 2
-  ux = tf.range(w, dtype=tf.float32) - (w - 1) / 2
-  uy, ux = tf.meshgrid(uy, ux, indexing="ij")
-  if aug.mirror:
-    ux = tf.where(_uniform(k[0]) < 0.5, -ux, ux)
-  if float(aug.elastic_max_px) > 0:
-    spacing = float(aug.elastic_spacing_px)
-    gh, gw = (max(2, int(math.ceil(n / spacing)) + 1) for n in (h, w))
-    amp = _uniform(k[1]) * float(aug.elastic_max_px)
-    grid = tf.random.stateless_normal((gh, gw, 2), k[6], alg=_ALG)
-    field = tf.image.resize(grid * amp, (h, w), method="bicubic")
-    uy, ux = uy + field[..., 0], ux + field[..., 1]
-  angle = _uniform(k[2], (), -1.0, 1.0) * math.radians(
-      float(aug.rotation_deg))
-  shear = tf.tan(_uniform(k[3], (), -1.0, 1.0) * math.radians(
-      float(aug.shear_deg)))
-  lo, hi = (math.log(float(v)) for v in aug.scale_range)
-  inv_zoom = tf.exp(-_uniform(k[4], (), lo, hi)) if hi > lo else tf.constant(
-      math.exp(-lo))
-  cos, sin = tf.cos(angle), tf.sin(angle)
-  # Shear x by y, then rotate, then zoom.
-  sx = ux + shear * uy
-  ry = cos * uy - sin * sx
-  rx = sin * uy + cos * sx
-  ty = tf.constant(0.0)
-  tx = tf.constant(0.0)
-  my = float(aug.translate_px) + ((big_h - h) / 2 if aug.random_crop else 0)
-  mx = float(aug.translate_px) + ((big_w - w) / 2 if aug.random_crop else 0)
-  ts = _uniform(k[5], (2,), -1.0, 1.0)
-  if my > 0:
-    ty = ts[0] * my
-  if mx > 0:
-    tx = ts[1] * mx
-  cy = (big_h - h) // 2 + (h - 1) / 2 + ty
-  cx = (big_w - w) // 2 + (w - 1) / 2 + tx
-  return ry * inv_zoom + cy, rx * inv_zoom + cx
-
-
-def _warp_nearest(x: tf.Tensor, ys, xs):
-  """Nearest-neighbour resampling of int32 x [H, W, L]; zero outside.
-
-  A ones channel is pushed through the same warp with a zero border; it is
-  the validity mask (False where the warp sampled outside the image).
-
-  Returns:
-    (values int32 [h, w, L], valid bool [h, w]).
-  """
-  big_h, big_w, num = x.shape
-  x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
-  x = tf.pad(x, [[1, 1], [1, 1], [0, 0]])                 # zero border
-  yi = tf.clip_by_value(tf.cast(tf.floor(ys + 0.5), tf.int32) + 1, 0,
-                        big_h + 1)
-  xi = tf.clip_by_value(tf.cast(tf.floor(xs + 0.5), tf.int32) + 1, 0,
-                        big_w + 1)
-  out = tf.gather(tf.reshape(x, [-1, num + 1]), yi * (big_w + 2) + xi)
-  return out[..., :num], out[..., num] > 0
-
-
-def _warp_bilinear(x: tf.Tensor, ys, xs) -> tf.Tensor:
-  """Bilinear resampling of float x [H, W, C]; zero outside the image.
-
-  One gather per output pixel: the image is zero-padded by 2 and its 2 x 2
-  neighbourhoods are laid out as [H + 3, W + 3, 4 C] first; coordinates
-  further outside are clipped onto the zero padding.
-  """
-  big_h, big_w, c = x.shape
-  h, w = ys.shape
-  p = tf.pad(x, [[2, 2], [2, 2], [0, 0]])
-  cells = tf.concat([p[:-1, :-1], p[:-1, 1:], p[1:, :-1], p[1:, 1:]], -1)
-  y0, x0 = tf.floor(ys), tf.floor(xs)
-  fy, fx = (ys - y0)[..., None], (xs - x0)[..., None]
-  yi = tf.clip_by_value(tf.cast(y0, tf.int32) + 2, 0, big_h + 2)
-  xi = tf.clip_by_value(tf.cast(x0, tf.int32) + 2, 0, big_w + 2)
-  v = tf.gather(tf.reshape(cells, [-1, 4 * c]), yi * (big_w + 3) + xi)
-  v = tf.reshape(v, [h, w, 4, c])
-  top = v[:, :, 0] + fx * (v[:, :, 1] - v[:, :, 0])
-  bottom = v[:, :, 2] + fx * (v[:, :, 3] - v[:, :, 2])
-  return top + fy * (bottom - top)
-
-
-def _to_float_with_colour(image: tf.Tensor, seed, aug) -> tf.Tensor:
-  """uint8 [H, W, C] -> float32 in [0, 1], with colour augmentation.
-
-  Brightness (x + b), contrast (m + (x - m) c, m the image mean) and gamma
-  (x^g with probability p) act per value, so they are folded into one
-  256-entry lookup table, clipped to [0, 1] before the gamma (one gather per
-  pixel instead of a `pow`); saturation (RGB only) then mixes the channels
-  with the luma and clips again. All off -> x / 255.
-  """
-  k = tf.unstack(tf.random.experimental.stateless_split(seed, 5, _ALG))
-  lut = tf.range(256, dtype=tf.float32) / 255.0
-  changed = False
-  shift = 0.0
-  if float(aug.brightness) > 0:
-    b = float(aug.brightness)
-    shift = _uniform(k[0], (), -b, b)
-    lut = lut + shift
-    changed = True
-  if float(aug.contrast) > 0:
-    c = float(aug.contrast)
-    mean = tf.reduce_mean(tf.cast(image, tf.float32)) / 255.0 + shift
-    lut = mean + (lut - mean) * _uniform(k[1], (), 1 - c, 1 + c)
-    changed = True
-  lut = tf.clip_by_value(lut, 0.0, 1.0)
-  lo, hi = (float(v) for v in aug.gamma_range)
-  if float(aug.gamma_prob) > 0 and (lo, hi) != (1.0, 1.0):
-    gamma = _uniform(k[3], (), lo, hi)
-    apply = _uniform(k[4]) < float(aug.gamma_prob)
-    lut = tf.where(apply, tf.pow(lut, gamma), lut)
-    changed = True
-  if changed:
-    out = tf.gather(lut, tf.cast(image, tf.int32))
-  else:
-    out = tf.cast(image, tf.float32) / 255.0
-  if float(aug.saturation) > 0 and image.shape[-1] == 3:
-    sat = float(aug.saturation)
-    luma = tf.reduce_sum(out * tf.constant([0.299, 0.587, 0.114]), -1,
-                         keepdims=True)
-    out = luma + (out - luma) * _uniform(k[2], (), 1 - sat, 1 + sat)
-    out = tf.clip_by_value(out, 0.0, 1.0)
   return out
 
 
@@ -800,7 +616,7 @@ def _make_train_fn(s: _Settings, specs):
     k = tf.unstack(tf.random.experimental.stateless_split(
         seed, _NUM_SUBSEEDS, _ALG))
     with tf.control_dependencies(_validate(ex)):
-      image = _to_float_with_colour(ex["image"], k[3], aug)
+      image = augment.to_float_with_colour(ex["image"], k[3], aug)
     out = {}
     grader = None
     if num_graders:
@@ -808,15 +624,15 @@ def _make_train_fn(s: _Settings, specs):
                                            dtype=tf.int32, alg=_ALG)
       out["grader_id"] = grader
     labels = _label_maps(s.task, ex, grader)
-    ys, xs = _sampling_grid(k[1], s.image_size, s.crop_size, aug)
+    ys, xs = augment.sampling_grid(k[1], s.image_size, s.crop_size, aug)
     keys = sorted(labels)
     stacked = tf.stack([labels[n] for n in keys], axis=-1)
-    warped, valid = _warp_nearest(stacked, ys, xs)
+    warped, valid = augment.warp_nearest(stacked, ys, xs)
     warped = {n: warped[..., i] for i, n in enumerate(keys)}
     if aug.image_interpolation == "nearest":
-      out["image"] = _warp_nearest(image, ys, xs)[0]
+      out["image"] = augment.warp_nearest(image, ys, xs)[0]
     else:
-      out["image"] = _warp_bilinear(image, ys, xs)
+      out["image"] = augment.warp_bilinear(image, ys, xs)
     out.update(_task_labels(s, warped, valid, k[4]))
     return out
 

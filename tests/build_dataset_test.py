@@ -1,5 +1,6 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
-"""Tests of hpunet/build_dataset.py: builder loading, build(), the CLI."""
+"""Tests of hpunet/dataset_builders.py (builder loading, build()) and the
+python -m hpunet.build_dataset command."""
 
 import importlib.util
 import os
@@ -12,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from hpunet import build_dataset
+from hpunet import dataset_builders
 
-_REPO = pathlib.Path(build_dataset.__file__).resolve().parent.parent
+_REPO = pathlib.Path(dataset_builders.__file__).resolve().parent.parent
 _LIDC_DUMMY = _REPO / "datasets" / "lidc" / "dummy_data"
 
 
@@ -38,8 +39,8 @@ def _split_sizes(name, data_dir):
 
 
 def test_load_builder_module_registers_each_builder_once(tmp_path):
-  module = build_dataset.load_builder_module("lidc")
-  assert build_dataset.load_builder_module("lidc/pickle:1.0.0") is module
+  module = dataset_builders.load_builder_module("lidc")
+  assert dataset_builders.load_builder_module("lidc/pickle:1.0.0") is module
   assert module.__name__ == "_hpunet_datasets.lidc.lidc_dataset_builder"
   assert module.Builder.name == "lidc"
   builder = tfds.builder("lidc/pickle", data_dir=tmp_path)
@@ -56,8 +57,8 @@ def test_load_builder_module_registers_each_builder_once(tmp_path):
     ("cityscapes", ["cars", "flips"]),
 ])
 def test_every_builder_loads(name, configs):
-  module = build_dataset.load_builder_module(name)
-  assert name in build_dataset.available_datasets()
+  module = dataset_builders.load_builder_module(name)
+  assert name in dataset_builders.available_datasets()
   assert module.Builder.name == name
   assert [c.name for c in module.Builder.BUILDER_CONFIGS] == configs
   assert module.Builder.MANUAL_DOWNLOAD_INSTRUCTIONS
@@ -65,13 +66,13 @@ def test_every_builder_loads(name, configs):
 
 def test_unknown_and_invalid_names():
   with pytest.raises(FileNotFoundError) as info:
-    build_dataset.load_builder_module("no_such_dataset")
+    dataset_builders.load_builder_module("no_such_dataset")
   message = str(info.value)
   assert "no_such_dataset_dataset_builder.py" in message
   assert "lidc" in message and "snemi3d" in message  # The available ones.
   for bad in ("../etc", "Lidc", "", "/lidc"):
     with pytest.raises(ValueError, match="Invalid dataset name"):
-      build_dataset.load_builder_module(bad)
+      dataset_builders.load_builder_module(bad)
 
 
 def test_generic_loading_from_another_folder(tmp_path):
@@ -101,7 +102,7 @@ def test_generic_loading_from_another_folder(tmp_path):
               for i, v in enumerate(helpers.VALUES):
                 yield i, {"x": v}
           """))
-  builder = build_dataset.build(
+  builder = dataset_builders.build(
       "hpunet_toy_fixture", data_dir=tmp_path / "tfds",
       file_format="array_record", datasets_dir=tmp_path / "datasets")
   assert builder.info.description.startswith("A toy dataset")
@@ -116,13 +117,13 @@ def test_generic_loading_from_another_folder(tmp_path):
 
 
 def test_build_and_load(tmp_path):
-  builder = build_dataset.build("lidc", manual_dir=_LIDC_DUMMY,
+  builder = dataset_builders.build("lidc", manual_dir=_LIDC_DUMMY,
                                 data_dir=tmp_path, file_format="array_record")
   assert builder.info.full_name == "lidc/crops/1.0.0"
   assert _split_sizes("lidc/crops", tmp_path) == {
       "train": 5, "validation": 2, "test": 2}
   # A second call reuses the prepared dataset.
-  build_dataset.build("lidc", manual_dir=_LIDC_DUMMY, data_dir=tmp_path,
+  dataset_builders.build("lidc", manual_dir=_LIDC_DUMMY, data_dir=tmp_path,
                       file_format="array_record")
 
 
@@ -131,15 +132,15 @@ def test_manual_dir_problems_repeat_the_instructions(tmp_path):
   with pytest.raises(FileNotFoundError,
                      match=rf"Manual directory {missing} .* does not exist or"
                      r" is empty\..*train\.tar\.gz, val\.tar\.gz"):
-    build_dataset.build("lidc", manual_dir=missing, data_dir=tmp_path)
+    dataset_builders.build("lidc", manual_dir=missing, data_dir=tmp_path)
   (tmp_path / "empty").mkdir()
   with pytest.raises(FileNotFoundError, match="does not exist or is empty"):
-    build_dataset.build("lidc", manual_dir=tmp_path / "empty",
+    dataset_builders.build("lidc", manual_dir=tmp_path / "empty",
                         data_dir=tmp_path)
   with pytest.raises(FileNotFoundError, match="needs --manual_dir"):
-    build_dataset.build("snemi3d", manual_dir=None, data_dir=tmp_path)
+    dataset_builders.build("snemi3d", manual_dir=None, data_dir=tmp_path)
   with pytest.raises(ValueError, match="file_format='parquet'"):
-    build_dataset.build("lidc", manual_dir=_LIDC_DUMMY, data_dir=tmp_path,
+    dataset_builders.build("lidc", manual_dir=_LIDC_DUMMY, data_dir=tmp_path,
                         file_format="parquet")
 
 
@@ -149,7 +150,7 @@ def test_wrong_files_in_manual_dir_are_listed(tmp_path):
   (manual / "train.tar.gz").write_bytes(b"")
   (manual / "lidc.zip").write_bytes(b"")
   with pytest.raises(FileNotFoundError) as info:
-    build_dataset.build("lidc/crops", manual_dir=manual,
+    dataset_builders.build("lidc/crops", manual_dir=manual,
                         data_dir=tmp_path / "tfds")
   message = str(info.value)
   assert f"in manual_dir {manual}" in message
@@ -168,7 +169,7 @@ def test_failed_build_leaves_no_dataset_behind(tmp_path):
   dummy.write_crops(manual, files_by_split={"test": files})
   with pytest.raises(ValueError, match=rf"test\.tar\.gz: {bad}: image is"
                      r" 170x180 \(width x height\), expected 180x180"):
-    build_dataset.build("lidc/crops", manual_dir=manual, data_dir=data_dir)
+    dataset_builders.build("lidc/crops", manual_dir=manual, data_dir=data_dir)
   leftovers = [p for p in data_dir.rglob("*")
                if "lidc-" in p.name or "incomplete" in p.name]
   assert not leftovers
@@ -176,7 +177,7 @@ def test_failed_build_leaves_no_dataset_behind(tmp_path):
   assert not tfds.builder("lidc/crops", data_dir=data_dir).is_prepared()
   # After fixing the input the same data_dir builds normally.
   dummy.write_crops(manual)
-  builder = build_dataset.build("lidc/crops", manual_dir=manual,
+  builder = dataset_builders.build("lidc/crops", manual_dir=manual,
                                 data_dir=data_dir, file_format="array_record")
   assert builder.is_prepared()
   assert _split_sizes("lidc/crops", data_dir)["test"] == 2
@@ -222,6 +223,6 @@ def test_cli_reports_bad_input(tmp_path):
 def test_expand_path_keeps_urls_and_absolutises_local_paths(tmp_path,
                                                             monkeypatch):
   monkeypatch.chdir(tmp_path)
-  assert build_dataset.expand_path("gs://bucket/tfds") == "gs://bucket/tfds"
-  assert build_dataset.expand_path("data") == str(tmp_path / "data")
-  assert build_dataset.expand_path(None) is None
+  assert dataset_builders.expand_path("gs://bucket/tfds") == "gs://bucket/tfds"
+  assert dataset_builders.expand_path("data") == str(tmp_path / "data")
+  assert dataset_builders.expand_path(None) is None

@@ -17,7 +17,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from hpunet import build_dataset
+from hpunet import augment as augment_lib
+from hpunet import dataset_builders
 from hpunet import input_pipeline as ip
 from hpunet import tasks
 
@@ -25,7 +26,7 @@ from hpunet import tasks
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   path = tmp_path_factory.mktemp("tfds")
-  build_dataset.build("synthetic/s32", data_dir=path)
+  dataset_builders.build("synthetic/s32", data_dir=path)
   return str(path)
 
 
@@ -42,7 +43,7 @@ def _settings(name, image_size, crop_size=None, **augment):
   cfg = ip.default_input_config(name)
   cfg.update(image_size=image_size, crop_size=crop_size or image_size,
              num_parallel_calls=2)
-  cfg.augment = ip.augment_off()
+  cfg.augment = augment_lib.augment_off()
   cfg.augment.update(augment)
   return ip._Settings(cfg)
 
@@ -84,7 +85,7 @@ _STRONG_AUG = dict(mirror=True, rotation_deg=30.0, shear_deg=10.0,
 def test_train_batches_are_the_stored_examples(data_dir):
   """Augment off: image/seg are an exact stored example and its grader."""
   cfg = _synthetic_config(data_dir)
-  cfg.augment = ip.augment_off()
+  cfg.augment = augment_lib.augment_off()
   it = ip.create_train_dataset(cfg, seed=1, process_index=0, process_count=1)
   batch = next(it)
   assert batch["image"].shape == (8, 32, 32, 1)
@@ -181,9 +182,9 @@ def test_eval_counts_every_example_once(data_dir):
 
 def test_lidc_builder_dummy_data_end_to_end(tmp_path):
   """The LIDC builder's dummy crops: 180 -> 128 crop, eval = [26:154]."""
-  dummy = os.path.join(build_dataset.default_datasets_dir(), "lidc",
+  dummy = os.path.join(dataset_builders.default_datasets_dir(), "lidc",
                        "dummy_data")
-  builder = build_dataset.build("lidc/crops", manual_dir=dummy,
+  builder = dataset_builders.build("lidc/crops", manual_dir=dummy,
                                 data_dir=tmp_path)
   ref = {ex["image_id"]: ex for ex in tfds.as_numpy(
       builder.as_dataset(split="validation"))}

@@ -15,9 +15,9 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from hpunet import build_dataset
+from hpunet import dataset_builders
 
-cityscapes = build_dataset.load_builder_module("cityscapes")
+cityscapes = dataset_builders.load_builder_module("cityscapes")
 
 _HERE = pathlib.Path(__file__).resolve().parent
 
@@ -77,7 +77,7 @@ def manual_dir(tmp_path_factory):
 
 
 def _read_all(name, manual, data_dir):
-  build_dataset.build(name, manual_dir=manual, data_dir=data_dir,
+  dataset_builders.build(name, manual_dir=manual, data_dir=data_dir,
                       file_format="array_record")
   out = {}
   for split in ("train", "validation", "test"):

@@ -17,9 +17,9 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from hpunet import build_dataset
+from hpunet import dataset_builders
 
-lidc = build_dataset.load_builder_module("lidc")
+lidc = dataset_builders.load_builder_module("lidc")
 
 _HERE = pathlib.Path(__file__).resolve().parent
 
@@ -109,7 +109,7 @@ def _read_all(name, data_dir):
 @pytest.fixture(scope="module")
 def crops(tmp_path_factory):
   data_dir = tmp_path_factory.mktemp("tfds")
-  build_dataset.build("lidc/crops", manual_dir=_HERE / "dummy_data",
+  dataset_builders.build("lidc/crops", manual_dir=_HERE / "dummy_data",
                       data_dir=data_dir, file_format="array_record")
   return _read_all("lidc/crops", data_dir)
 
@@ -146,7 +146,7 @@ def test_crops_grader_index_is_zero_based(crops):
 def test_extracted_folders_give_the_same_dataset(crops, tmp_path):
   manual = tmp_path / "manual"
   dummy.write_crops(manual, extracted=True)
-  build_dataset.build("lidc/crops", manual_dir=manual,
+  dataset_builders.build("lidc/crops", manual_dir=manual,
                       data_dir=tmp_path / "tfds", file_format="array_record")
   extracted = _read_all("lidc/crops", tmp_path / "tfds")
   for split, examples in crops.items():
@@ -256,7 +256,7 @@ def pickled(tmp_path_factory):
   manual = tmp_path_factory.mktemp("manual")
   dummy.write_pickle(manual)
   data_dir = tmp_path_factory.mktemp("tfds")
-  build_dataset.build("lidc/pickle", manual_dir=manual, data_dir=data_dir,
+  dataset_builders.build("lidc/pickle", manual_dir=manual, data_dir=data_dir,
                       file_format="array_record")
   return _read_all("lidc/pickle", data_dir)
 

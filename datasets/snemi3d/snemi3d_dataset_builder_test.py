@@ -14,9 +14,9 @@ from PIL import ImageSequence
 import pytest
 import tensorflow_datasets as tfds
 
-from hpunet import build_dataset
+from hpunet import dataset_builders
 
-snemi3d = build_dataset.load_builder_module("snemi3d")
+snemi3d = dataset_builders.load_builder_module("snemi3d")
 
 _HERE = pathlib.Path(__file__).resolve().parent
 

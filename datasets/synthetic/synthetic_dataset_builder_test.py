@@ -6,9 +6,9 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from hpunet import build_dataset
+from hpunet import dataset_builders
 
-synthetic = build_dataset.load_builder_module("synthetic")
+synthetic = dataset_builders.load_builder_module("synthetic")
 
 # Chi-square critical values at p = 0.001.
 _CHI2_CRIT = {17: 40.79}
@@ -110,7 +110,7 @@ class SyntheticBuilderTest(tfds.testing.DatasetBuilderTestCase):
 
 
 def test_builder_examples_match_generator(tmp_path):
-  builder = build_dataset.build("synthetic/s32", data_dir=tmp_path)
+  builder = dataset_builders.build("synthetic/s32", data_dir=tmp_path)
   ds = builder.as_dataset(split="validation")
   seen = 0
   for ex in tfds.as_numpy(ds.take(5)):

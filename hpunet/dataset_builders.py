@@ -1,0 +1,218 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+r"""TFDS builders from the repository's top-level `datasets/` folder: import and
+prepare them (the library behind `python -m hpunet.build_dataset`).
+
+Usage (from the repository root):
+
+  python -m hpunet.build_dataset lidc --manual_dir=~/data/lidc_crops \
+      --data_dir=~/tensorflow_datasets
+  python -m hpunet.build_dataset lidc/pickle --manual_dir=~/data/lidc_pickle
+  python -m hpunet.build_dataset snemi3d --manual_dir=~/data/snemi3d
+  python -m hpunet.build_dataset cityscapes/cars --manual_dir=~/data/cityscapes
+  python -m hpunet.build_dataset cityscapes/flips \
+      --manual_dir=~/data/cityscapes --file_format=array_record
+
+Why not `tfds build`: the CLI imports `apache_beam` and `mlcroissant` at
+start-up, and installing them downgrades protobuf, pyarrow and pillow.
+
+Why import by path: the builders live in `datasets/<name>/` at the repository
+root and are deliberately *not* an installed package, because a package named
+`datasets` would shadow Hugging Face's `datasets`. `load_builder_module` imports
+`datasets/<name>/<name>_dataset_builder.py` as
+`_hpunet_datasets.<name>.<name>_dataset_builder`; that registers its `Builder`
+with TFDS under `<name>`.
+Code that reads a prepared dataset with `tfds.builder(...)`/`tfds.load(...)`
+calls `load_builder_module(name)` first.
+
+TFDS writes every dataset into a `*.incomplete*` temporary directory and renames
+it only after all splits were written, so a build that fails (bad input, an
+interrupted run) leaves no dataset directory behind that looks complete.
+"""
+
+import hashlib
+import importlib
+import os
+import pathlib
+import re
+import sys
+import types
+from typing import Optional, Sequence
+
+import tensorflow_datasets as tfds
+
+# The private top-level package name under which builder modules are imported.
+_PACKAGE = "_hpunet_datasets"
+_BUILDER_SUFFIX = "_dataset_builder"
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+FILE_FORMATS = ("tfrecord", "array_record")
+
+
+def default_datasets_dir() -> pathlib.Path:
+  """Returns the repository's top-level `datasets/` folder.
+
+  The environment variable `HPUNET_DATASETS_DIR` overrides it (useful when the
+  package is installed somewhere other than the checkout).
+  """
+  override = os.environ.get("HPUNET_DATASETS_DIR")
+  if override:
+    return pathlib.Path(override).expanduser().resolve()
+  return pathlib.Path(__file__).resolve().parent.parent / "datasets"
+
+
+def available_datasets(datasets_dir=None) -> list[str]:
+  """Names `<n>` that have a `datasets/<n>/<n>_dataset_builder.py`."""
+  root = pathlib.Path(datasets_dir or default_datasets_dir())
+  if not root.is_dir():
+    return []
+  return sorted(
+      p.name for p in root.iterdir()
+      if (p / f"{p.name}{_BUILDER_SUFFIX}.py").is_file())
+
+
+def split_dataset_name(name: str) -> str:
+  """`"lidc/pickle:1.0.0"` -> `"lidc"` (the builder folder name)."""
+  base = re.split(r"[/:]", name, maxsplit=1)[0]
+  if not _NAME_RE.match(base):
+    raise ValueError(
+        f"Invalid dataset name {name!r}: expected '<name>[/<config>]' where"
+        " <name> is a folder in datasets/ (lowercase letters, digits, '_').")
+  return base
+
+
+def _package_name(datasets_dir: pathlib.Path) -> str:
+  """`_hpunet_datasets` for the repository's folder, a hashed name otherwise."""
+  if datasets_dir == default_datasets_dir():
+    return _PACKAGE
+  digest = hashlib.sha1(str(datasets_dir).encode()).hexdigest()[:10]
+  return f"{_PACKAGE}_{digest}"
+
+
+def _ensure_package(datasets_dir: pathlib.Path) -> str:
+  """Registers a package rooted at `datasets_dir`; returns its name."""
+  name = _package_name(datasets_dir)
+  if name not in sys.modules:
+    package = types.ModuleType(name)
+    package.__doc__ = f"TFDS builders imported by path from {datasets_dir}."
+    package.__path__ = [str(datasets_dir)]
+    package.__package__ = name
+    # TFDS finds a builder's README.md / CITATIONS.bib next to its module via
+    # the top package's `__file__`; only its parent folder is used.
+    package.__file__ = str(datasets_dir / "__init__.py")
+    sys.modules[name] = package
+  return name
+
+
+def load_builder_module(name: str, datasets_dir=None) -> types.ModuleType:
+  """Imports `datasets/<name>/<name>_dataset_builder.py` and returns it.
+
+  Importing the module registers its `Builder` class with TFDS under `<name>`
+  (TFDS derives the name from the `*_dataset_builder` module name), so that
+  `tfds.builder("<name>/<config>", data_dir=...)` and `tfds.load(...)` work
+  afterwards. Repeated calls return the same module object (registering a
+  builder twice is an error in TFDS).
+
+  The module is imported as `_hpunet_datasets.<name>.<name>_dataset_builder`
+  (another `datasets_dir` gets its own hashed package name), so a builder may
+  use relative imports of helpers in its own folder. TFDS keeps one builder per
+  name per process: loading a second `<name>` from another folder fails.
+
+  Args:
+    name: dataset name, optionally with config and version
+      (`"lidc"`, `"lidc/pickle"`, `"lidc/pickle:1.0.0"`).
+    datasets_dir: folder holding the builder folders; defaults to the
+      repository's `datasets/` (see `default_datasets_dir`).
+
+  Returns:
+    The imported builder module (its `Builder` attribute is the TFDS class).
+
+  Raises:
+    FileNotFoundError: no builder file for `name`; lists the available ones.
+  """
+  base = split_dataset_name(name)
+  root = pathlib.Path(datasets_dir or default_datasets_dir()).resolve()
+  module_name = f"{_package_name(root)}.{base}.{base}{_BUILDER_SUFFIX}"
+  if module_name in sys.modules:
+    return sys.modules[module_name]
+  path = root / base / f"{base}{_BUILDER_SUFFIX}.py"
+  if not path.is_file():
+    raise FileNotFoundError(
+        f"No TFDS builder for dataset {base!r}: expected the file {path}."
+        f" Available datasets in {root}: {available_datasets(root) or 'none'}.")
+  _ensure_package(root)
+  try:
+    module = importlib.import_module(module_name)
+  except ValueError as e:
+    if "already registered" not in str(e):
+      raise
+    raise ValueError(
+        f"Cannot register {path}: another TFDS builder named {base!r} was"
+        " already imported in this process (TFDS' own catalogue has e.g. a"
+        " `cityscapes` builder, imported by `tfds.builder('cityscapes')`)."
+        f" Call hpunet.dataset_builders.load_builder_module({base!r}) before any"
+        f" tfds.builder/tfds.load of {base!r}.") from e
+  if not hasattr(module, "Builder"):
+    raise AttributeError(f"{path} defines no class named `Builder`.")
+  return module
+
+
+def build(name: str,
+          manual_dir=None,
+          data_dir=None,
+          file_format: str = "tfrecord",
+          datasets_dir=None):
+  """Prepares `name` (e.g. `"lidc"`, `"cityscapes/cars"`) with TFDS.
+
+  Args:
+    name: `<name>[/<config>][:<version>]`.
+    manual_dir: folder holding the manually downloaded files; required by all
+      builders that define `MANUAL_DOWNLOAD_INSTRUCTIONS`.
+    data_dir: TFDS data dir; `None` uses TFDS' default (`~/tensorflow_datasets`
+      or `$TFDS_DATA_DIR`).
+    file_format: `"tfrecord"` or `"array_record"` (the latter is needed for
+      `tfds.data_source` random access).
+    datasets_dir: builder folder root; defaults to the repository's
+      `datasets/`.
+
+  Returns:
+    The prepared `tfds.core.DatasetBuilder` (returned at once if `data_dir`
+    already holds the prepared dataset).
+
+  Raises:
+    FileNotFoundError: missing builder, or `manual_dir` missing/empty (the
+      message repeats the builder's manual download instructions).
+    ValueError: bad `file_format`, or bad input files (raised by the builder,
+      naming the file and what was expected).
+  """
+  if file_format not in FILE_FORMATS:
+    raise ValueError(
+        f"file_format={file_format!r}; expected one of {FILE_FORMATS}.")
+  load_builder_module(name, datasets_dir)
+  builder = tfds.builder(name, data_dir=expand_path(data_dir))
+  if builder.is_prepared():  # Nothing to do (and no manual_dir needed).
+    return builder
+  instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
+  if manual_dir is not None:
+    manual_dir = expand_path(manual_dir)
+  if instructions:
+    if manual_dir is None:
+      raise FileNotFoundError(
+          f"Dataset {name!r} needs --manual_dir. {instructions}")
+    if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
+      raise FileNotFoundError(
+          f"Manual directory {manual_dir} for dataset {name!r} does not exist"
+          f" or is empty. {instructions}")
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(
+          manual_dir=manual_dir, try_download_gcs=False),
+      file_format=file_format)
+  return builder
+
+
+def expand_path(path) -> Optional[str]:
+  """Local paths made absolute; URLs such as gs://bucket/dir left unchanged."""
+  if path is None:
+    return None
+  path = os.fspath(path)
+  if "://" in path:
+    return path
+  return os.path.abspath(os.path.expanduser(path))
