@@ -30,7 +30,6 @@ _CORE = [
     "jaxlib>=0.10.1,<0.11",
     "dm-haiku>=0.0.17",
     "optax>=0.2.8",
-    "chex>=0.1.92",
     "ml-collections>=1.1.0",
     "absl-py>=2.5.1",
     "numpy>=2.0",
@@ -45,8 +44,7 @@ _DATA = [
     "tensorflow-cpu>=2.21,<2.22",
     "tensorflow-datasets>=4.9.10",
     "protobuf>=6.31.1,<8",
-    "dm-pix>=0.4.5",
-    # Undeclared dependencies of tensorflow-datasets (see jax_stack.md).
+    # Undeclared dependencies of tensorflow-datasets (README, Installation).
     "importlib_resources>=7.1.0",
     "pillow>=13.0.0",
 ]

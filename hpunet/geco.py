@@ -1,7 +1,7 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
 """GECO (Rezende & Viola 2018) with the exact mechanics of the official HPU-Net.
 
-official_hpunet.md §7.4:
+As in the official code (`geco_utils.py` and its training step):
 
     ma    = EMA_decay(rec_sum)          # first value taken as is; gradient
                                         # passes straight through (factor 1)
@@ -18,7 +18,7 @@ VAEs" and not a log-lambda rule.
 
 The EMA is explicit state (`GecoState`) and is checkpointed with the train
 state, so a resumed run continues exactly (the original keeps it in a local,
-un-checkpointed variable: quirk Q6).
+un-checkpointed variable).
 """
 
 from typing import NamedTuple

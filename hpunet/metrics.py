@@ -4,7 +4,7 @@
 All functions work per image and are vectorised over leading batch axes:
 masks are `[..., n, H, W]` (a set of `n` masks per image) and results are
 `[...]`, so one call evaluates a whole batch of images. Unbatched inputs give
-NumPy scalars. Conventions follow `data_and_metrics.md` Part B:
+NumPy scalars. The conventions (numbered B1-B11 here and in the docstrings):
 
 IoU (B1)
   * Binary / LIDC: foreground only; both masks empty -> IoU 1 (a correct

@@ -2,7 +2,7 @@
 """The Hierarchical Probabilistic U-Net (Kohl et al. 2019) in Haiku.
 
 A faithful port of the official `model.py` (deepmind-research,
-hierarchical_probabilistic_unet; see ../shared/reference/official_hpunet.md):
+hierarchical_probabilistic_unet):
 
 - `prior` and `posterior` are two `_HierarchicalCore`s with separate weights:
   a full U-Net encoder plus a truncated decoder that, at each latent level
@@ -21,9 +21,9 @@ Shape glossary: `B` batch, `S` samples, `H, W` image size, `C` channels,
 
 Deliberate differences from the official code, all behaviour-neutral:
 - The posterior does not build its res-blocks after the last latent head
-  (official quirk Q7: computed but never used, zero gradient).
+  (the official code computes them but never uses them: zero gradient).
 - `down_channels_per_block` must be integers and defaults to C // 2 of the
-  given `channels_per_block` (official quirk Q3 used the 8-level default as
+  given `channels_per_block` (the official code used the 8-level default as
   floats whatever the channels).
 - `latent_dims` may contain 0: that decoder level has no latent (the
   "local latents only" ablation of the paper's Table 2, e.g. (0, 0, 0, 1)).

@@ -50,7 +50,7 @@ def resize_down(x: Array) -> Array:
         f"resize_down needs even spatial dims, got {x.shape[1:3]}; every "
         "processing scale but the last halves H and W, so the input size must "
         "be divisible by 2**(num_scales - 1).")
-  # Full window/stride shapes: integer ones warn under vmap (jax_stack.md).
+  # Full window/stride shapes: integer ones warn under vmap.
   return hk.avg_pool(x, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
 
 

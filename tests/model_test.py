@@ -4,7 +4,7 @@
 The configuration is the official `model_test.py`'s: batch 2, 32x32x1 images,
 2 classes, channels (5, 7, 9, 11, 13) (5 scales, 2x2 bottleneck) and latent
 dims (3, 2, 1). Shapes are ported from it; the value checks it lacked are
-added (official_hpunet.md §9).
+added.
 """
 
 import functools
@@ -103,7 +103,7 @@ def test_lidc_default_latent_grids_and_widths():
                                    jax.random.key(0), img)
   assert logits.shape == (1, 128, 128, 2)
   assert [z.shape for z in latents] == [(1, s, s, 1) for s in (1, 2, 4, 8)]
-  # Table of official_hpunet.md §5: first block of enc0 is 1 -> 24 (12); the
+  # Widths of the official LIDC model: first block of enc0 is 1 -> 24 (12); the
   # core decoder's first block reads z + bottleneck + skip = 1 + 192 + 192.
   assert params["hpunet/~/prior/~/encoder_0_block_0/~/conv_0"]["w"].shape == (
       3, 3, 1, 12)

@@ -117,7 +117,7 @@ def test_lagrange_multiplier_starts_at_one_with_reversed_scaled_gradient():
   grad = jax.grad(lambda v: geco.lagrange_multiplier(v, 0.01))(v)
   exact = 2 * jax.nn.softplus(v) * jax.nn.sigmoid(v)  # d softplus(v)^2 / dv
   np.testing.assert_allclose(grad, -0.01 * exact, rtol=1e-5)
-  # ~ -0.0126 * c at initialisation (official_hpunet.md §7.4).
+  # ~ -0.0126 * c at initialisation (lambda_0 = softplus(v_0)^2 = 1).
   np.testing.assert_allclose(grad, -0.0126, atol=2e-4)
 
 
