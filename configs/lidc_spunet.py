@@ -27,6 +27,8 @@ latents, three final 1x1 convs (f_comb), bilinear up-sampling.
 Loss: ELBO with beta = 1, no top-k (plain masked cross-entropy, summed per
 image).
 
+Everything else (input, optimizer, durations, evals, mesh) is `lidc.py`'s.
+
 Learning rate: the sPU-Net paper's "1e-4, lowered to 1e-6 in 5 steps" over
 240k (the HPU-Net paper prints "0.5e-5 -> 1e-6", which conflicts; we follow
 the original paper). Boundaries not given: evenly spaced 40k ... 200k, each
@@ -41,42 +43,8 @@ from ml_collections import config_dict
 def get_config(arg=None):
   """LIDC sPU-Net; arg: None (paper) or "smoke"."""
   arg = config_lib.parse_arg(arg)
-  config = ml_collections.ConfigDict()
-
-  # --- Seed.
-  config.seed = 0
-
-  # --- Input.
-  config.input = ml_collections.ConfigDict(dict(
-      name='lidc',  # task: selects the label logic
-      dataset='lidc/crops',  # TFDS name/config (datasets/)
-      data_dir=config_dict.placeholder(str),  # None = TFDS default
-      train_split="train",
-      eval_split="validation",
-      eval_seed=0,
-      batch_size=32,  # global, over all hosts
-      eval_batch_size=32,
-      image_size=(180, 180),  # stored size
-      crop_size=(128, 128),  # network input
-      channels=1,
-      num_classes=2,
-      prepare_if_missing=False,
-      num_parallel_calls=-1,
-      prefetch=2,
-      augment=dict(
-          mirror=True,
-          rotation_deg=15.0,
-          shear_deg=5.0,
-          scale_range=(0.9, 1.1),
-          elastic_max_px=3.0,
-          elastic_spacing_px=32.0,
-          random_crop=True,
-      ),
-  ))
-
-  # Pipeline shares that make up one global batch (None: one per process).
-  # Set it to make the data stream independent of the number of hosts.
-  config.data_shards = config_dict.placeholder(int)
+  # Input, optimizer, durations, evals and mesh: those of lidc.py.
+  config = config_lib.load_config("lidc")
 
   # --- Model: keys = ProbUNet constructor arguments.
   config.model = ml_collections.ConfigDict(dict(
@@ -100,33 +68,11 @@ def get_config(arg=None):
       weight_decay=1e-5,
   ))
 
-  # --- Optimizer and learning-rate schedule.
-  config.optimizer = ml_collections.ConfigDict(
-      dict(name="adam", b1=0.9, b2=0.999, eps=1e-8))
+  # --- Learning-rate schedule (the sPU-Net paper's, see above).
   config.lr_schedule = ml_collections.ConfigDict(dict(
       learning_rates=(1e-4, 4e-5, 1.6e-5, 6.3e-6, 2.5e-6, 1e-6),
       boundaries=(40_000, 80_000, 120_000, 160_000, 200_000),
   ))
-  config.compute_dtype = "float32"
-
-  # --- Durations.
-  config.num_train_steps = 240_000
-  config.log_every_steps = 100
-  config.checkpoint_every_steps = 5_000
-  config.max_checkpoints_to_keep = 3
-  config.summary_images_every_steps = 5_000
-  config.summary_num_samples = 3
-  config.prefetch = 2
-
-  # --- Evals.
-  config.evals = ml_collections.ConfigDict(dict(
-      val=dict(split="validation[:512]", every_steps=10_000,
-               batch_size=32, num_samples=16),
-  ))
-
-  # --- Mesh.
-  config.mesh = ml_collections.ConfigDict(
-      dict(data=-1, spatial=1, min_rows_per_shard=2))
 
   if arg == "smoke":
     config.input.batch_size = 4
