@@ -20,7 +20,9 @@ The exact tested versions live in `constraints.txt`; install with
 Ranges here are deliberately loose enough for `pip` to resolve and tight
 enough to exclude known-broken combinations (see README, "Installation").
 The top-level `datasets/` folder holds TFDS builders and is *not* installed as
-a package: its name would shadow Hugging Face's `datasets`.
+a top-level package (its name would shadow Hugging Face's `datasets`): it and
+`configs/` are installed inside the package as `hpunet/_datasets` and
+`hpunet/_configs`.
 """
 
 import setuptools
@@ -83,7 +85,18 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
-    packages=setuptools.find_packages(include=["hpunet", "hpunet.*"]),
+    # configs/ and the builders of datasets/ ship inside the package
+    # (hpunet/_configs, hpunet/_datasets), so an installed hpunet resolves
+    # config names such as "lidc" and builds datasets from any directory; a
+    # checkout uses its top-level folders (hpunet.config_lib,
+    # hpunet.dataset_builders).
+    packages=setuptools.find_packages(include=["hpunet", "hpunet.*"]) + [
+        "hpunet._configs", "hpunet._datasets"],
+    package_dir={"hpunet._configs": "configs",
+                 "hpunet._datasets": "datasets"},
+    package_data={"hpunet._datasets": ["*/*_dataset_builder.py", "*/*.md",
+                                       "*/*.bib"]},
+    exclude_package_data={"hpunet._datasets": ["*/*_test.py"]},
     install_requires=_CORE,
     extras_require={
         "data": _DATA,

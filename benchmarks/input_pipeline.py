@@ -41,6 +41,7 @@ import common  # benchmarks/common.py; puts the repository on sys.path
 import numpy as np
 import tensorflow as tf
 
+from hpunet import config_lib
 from hpunet import input_pipeline as ip
 
 # Host keys that identify "the same machine" for a train_step.py JSON.
@@ -81,9 +82,13 @@ def _cityscapes_arrays(rng, n):
           "image_id": np.array([b"city%04d" % i for i in range(n)])}
 
 
+# The experiment configs whose input settings (augmentation) are measured.
+_CONFIGS = {"lidc": "lidc", "cityscapes_cars": "cityscapes"}
+
+
 def _measure(name, arrays, batch, num_batches, num_parallel_calls):
   """Examples/s of the training pipeline over an in-memory store."""
-  cfg = ip.default_input_config(name)
+  cfg = config_lib.load_config(_CONFIGS[name]).input
   cfg.num_parallel_calls = num_parallel_calls
   cfg.prefetch = 2
   s = ip._Settings(cfg)

@@ -1,8 +1,9 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
 """Loading experiment configs (`configs/<name>.py`) by name or path.
 
-Config files are plain Python modules with `get_config(arg=None)`; they are
-not an installed package, so derived configs (the LIDC ablations, for
+Config files are plain Python modules with `get_config(arg=None)` in the
+checkout's `configs/` (installed with the package as `hpunet/_configs`, so
+names resolve from any directory); they are loaded by path, so derived configs (the LIDC ablations, for
 example) load their base with `load_config("lidc", arg)` and override a few
 fields instead of copying it. Tests use `config_names()` to build every one.
 
@@ -16,15 +17,43 @@ from typing import Sequence
 
 import ml_collections
 
-CONFIG_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def _config_dir() -> str:
+  """The checkout's `configs/`, else the copy installed with the package."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  checkout = os.path.join(os.path.dirname(here), "configs")
+  if os.path.isfile(os.path.join(checkout, "synthetic.py")):
+    return checkout
+  return os.path.join(here, "_configs")
+
+
+CONFIG_DIR = _config_dir()
 
 
 def config_path(name_or_path: str) -> str:
-  """'lidc' -> <repo>/configs/lidc.py; paths are returned unchanged."""
+  """'lidc' -> <configs>/lidc.py; paths are returned unchanged."""
   if name_or_path.endswith(".py") or os.sep in name_or_path:
     return name_or_path
   return os.path.join(CONFIG_DIR, name_or_path + ".py")
+
+
+def resolve_config_flags(argv: Sequence[str]) -> list[str]:
+  """`--config=lidc[:arg]` -> `--config=<configs>/lidc.py[:arg]`.
+
+  Lets the commands take a config name from any directory; paths (anything
+  with a `/` or ending in `.py`) are left unchanged.
+  """
+  out = []
+  for arg in argv:
+    if arg.startswith("--config="):
+      value = arg[len("--config="):]
+      name, sep, variant = value.partition(":")
+      if name and not (name.endswith(".py") or os.sep in name or
+                       "/" in name) and os.path.exists(config_path(name)):
+        arg = f"--config={config_path(name)}{sep}{variant}"
+    out.append(arg)
+  return out
 
 
 def load_config(name_or_path: str,

@@ -48,15 +48,20 @@ FILE_FORMATS = ("tfrecord", "array_record")
 
 
 def default_datasets_dir() -> pathlib.Path:
-  """Returns the repository's top-level `datasets/` folder.
+  """Returns the folder of the TFDS builders.
 
-  The environment variable `HPUNET_DATASETS_DIR` overrides it (useful when the
-  package is installed somewhere other than the checkout).
+  The checkout's top-level `datasets/`, else the copy installed with the
+  package (`hpunet/_datasets`); the environment variable `HPUNET_DATASETS_DIR`
+  overrides both.
   """
   override = os.environ.get("HPUNET_DATASETS_DIR")
   if override:
     return pathlib.Path(override).expanduser().resolve()
-  return pathlib.Path(__file__).resolve().parent.parent / "datasets"
+  here = pathlib.Path(__file__).resolve().parent
+  checkout = here.parent / "datasets"
+  if (checkout / "synthetic").is_dir():
+    return checkout
+  return here / "_datasets"  # the copy installed with the package
 
 
 def available_datasets(datasets_dir=None) -> list[str]:

@@ -53,6 +53,7 @@ writes the outputs.
 import functools
 import json
 import os
+import sys
 import types
 from typing import Any, Mapping, Optional, Sequence
 
@@ -66,6 +67,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from hpunet import checkpointing
+from hpunet import config_lib
 from hpunet import evaluation
 from hpunet import images
 from hpunet import metrics as metrics_lib
@@ -123,7 +125,7 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, *,
   networks = networks_lib.make_networks(config.model)
   # Synthetic (known modes): also the per-scale sampling modes (HPU-Net).
   predictor = evaluation.make_predictor(
-      networks, task, num_samples, per_scale=task.name == "synthetic")
+      networks, task, num_samples, per_scale=task.known_modes)
   num_samples = predictor.num_samples
   rng = jax.random.fold_in(jax.random.key(seed), step)
   figures = {}
@@ -361,4 +363,5 @@ def main(argv, f: types.SimpleNamespace):
 
 
 if __name__ == "__main__":
+  sys.argv = config_lib.resolve_config_flags(sys.argv)
   app.run(functools.partial(main, f=_define_flags()))

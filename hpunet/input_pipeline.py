@@ -3,13 +3,13 @@ r"""Input pipelines: TFDS -> tf.data -> numpy batches for the trainer/evaluator.
 
 Public API
 ----------
-- `default_input_config(name)`: defaults per task, to copy into config files.
 - `create_train_dataset(input_config, *, seed, start_step=0,
   process_index=None, process_count=None)`: infinite iterator of this
   process' share of every global training batch.
 - `create_eval_dataset(input_config, *, split=None, process_index=None,
   process_count=None)`: finite iterator over this process' share of `split`;
   the last batch is padded, `batch_mask` is False on padding.
+- `check_input_config(input_config)`: every check that needs no data.
 - `num_eval_batches(input_config, *, split=None, process_count=None)`: how many
   batches `create_eval_dataset` yields (the same on every process).
 - The tasks' facts (classes, features, flips, ids) live in `hpunet.tasks`.
@@ -55,6 +55,10 @@ Batches (numpy dicts; B = local batch = global batch // process_count):
 - `prefetch`: batches to prefetch (-1 = AUTOTUNE).
 - `augment` (ConfigDict; `augment.augment_off()` is the identity; the
   augmentation itself is `hpunet.augment`):
+  the papers list the augmentations but give no values: the configs' values
+  for Cityscapes flips follow the sPU-Net reference code (rotation +-pi/8,
+  scale 0.8-1.2, elastic alpha 0-800 / sigma 25-35, gamma 0.7-1.5 with
+  p = 0.3), the others are moderate choices of ours.
   - `mirror` (bool): left-right flip with p = 1/2.
   - `rotation_deg`: rotation angle ~ U(-r, r) degrees.
   - `shear_deg`: shear angle ~ U(-s, s) degrees (x += tan(angle) * y).
@@ -159,6 +163,12 @@ from hpunet import dataset_builders
 from hpunet import tasks
 
 _ALG = augment.ALG
+# The keys an `input_config` may have (see the module docstring).
+INPUT_KEYS = frozenset({
+    "name", "dataset", "data_dir", "train_split", "eval_split", "eval_seed",
+    "batch_size", "eval_batch_size", "image_size", "crop_size", "channels",
+    "num_classes", "car_group_pixels", "prepare_if_missing",
+    "num_parallel_calls", "prefetch", "augment"})
 _TRAIN_TAG, _EVAL_TAG = 0, 1
 _NUM_SUBSEEDS = 6  # 0 grader, 1 geometry, 3 colour, 4 label maps; 2, 5 spare
 
@@ -166,69 +176,6 @@ _NUM_SUBSEEDS = 6  # 0 grader, 1 geometry, 3 colour, 4 label maps; 2, 5 spare
 # ----------------------------------------------------------------------------
 # Configs.
 # ----------------------------------------------------------------------------
-
-
-def default_input_config(name: str = "synthetic") -> ml_collections.ConfigDict:
-  """Default `input_config` for task `name` (see module docstring for keys).
-
-  Augmentation strengths follow the papers' lists (elastic, rotation, shear,
-  scale, mirroring, translated crop; colour for Cityscapes). The papers give
-  no values; the Cityscapes flip values follow the sPU-Net reference code
-  (rotation +-pi/8, scale 0.8-1.2, elastic alpha 0-800 / sigma 25-35, gamma
-  0.7-1.5 with p = 0.3), the others are moderate choices of ours.
-
-  Args:
-    name: a key of `tasks.TASKS`.
-
-  Returns:
-    An unlocked ConfigDict.
-  """
-  task = tasks.get(name, "input_config.name")
-  aug = augment.augment_off()
-  cfg = ml_collections.ConfigDict({
-      "name": name,
-      "data_dir": None,
-      "train_split": "train",
-      "eval_split": "validation",
-      "eval_seed": 0,
-      "num_classes": task.num_classes,
-      "prepare_if_missing": task.prepare_if_missing,
-      "num_parallel_calls": -1,
-      "prefetch": 2,
-  })
-  if name == "synthetic":
-    cfg.update(dataset="synthetic/s128", batch_size=32, eval_batch_size=32,
-               image_size=(128, 128), crop_size=(128, 128), channels=1)
-    aug.update(mirror=True, rotation_deg=10.0, scale_range=(0.9, 1.1))
-  elif name == "lidc":
-    cfg.update(dataset="lidc/crops", batch_size=32, eval_batch_size=32,
-               image_size=(180, 180), crop_size=(128, 128), channels=1)
-    aug.update(mirror=True, rotation_deg=15.0, shear_deg=5.0,
-               scale_range=(0.9, 1.1), elastic_max_px=3.0,
-               elastic_spacing_px=32.0, random_crop=True)
-  elif name == "snemi3d":
-    cfg.update(dataset="snemi3d", batch_size=24, eval_batch_size=24,
-               image_size=(256, 256), crop_size=(256, 256), channels=1)
-    aug.update(mirror=True, rotation_deg=15.0, shear_deg=5.0,
-               scale_range=(0.9, 1.1), elastic_max_px=3.0,
-               elastic_spacing_px=32.0, translate_px=16.0)
-  elif name == "cityscapes_cars":
-    cfg.update(dataset="cityscapes/cars", batch_size=128, eval_batch_size=16,
-               image_size=(512, 1024), crop_size=(512, 1024), channels=3,
-               car_group_pixels="mask")
-    aug.update(mirror=True, rotation_deg=10.0, shear_deg=5.0,
-               scale_range=(0.8, 1.2), elastic_max_px=8.0,
-               elastic_spacing_px=128.0, translate_px=32.0, brightness=0.1,
-               contrast=0.1, saturation=0.1, gamma_range=(0.7, 1.5),
-               gamma_prob=0.3)
-  elif name == "cityscapes_flips":
-    cfg.update(dataset="cityscapes/flips", batch_size=16, eval_batch_size=16,
-               image_size=(256, 512), crop_size=(256, 512), channels=3)
-    aug.update(mirror=True, rotation_deg=22.5, scale_range=(0.8, 1.2),
-               elastic_max_px=4.0, elastic_spacing_px=64.0, translate_px=16.0,
-               gamma_range=(0.7, 1.5), gamma_prob=0.3)
-  cfg.augment = aug
-  return cfg
 
 
 def _pair(value, field: str) -> Tuple[int, int]:
@@ -246,6 +193,10 @@ class _Settings:
   """Validated, plain-Python view of an input_config."""
 
   def __init__(self, cfg: ml_collections.ConfigDict):
+    unknown = set(cfg.keys()) - INPUT_KEYS
+    if unknown:
+      raise ValueError(f"input_config has unknown keys {sorted(unknown)}; "
+                       f"known: {sorted(INPUT_KEYS)}.")
     self.name = cfg.get("name")
     self.task = tasks.get(self.name, "input_config.name")
     self.image_size = _pair(cfg.image_size, "image_size")
@@ -271,6 +222,16 @@ class _Settings:
     pf = int(cfg.get("prefetch", 2))
     self.prefetch = tf.data.AUTOTUNE if pf < 0 else pf
     self.aug = augment.settings(cfg.get("augment", None))
+
+
+def check_input_config(input_config: ml_collections.ConfigDict) -> None:
+  """Checks an `input_config` without reading any data.
+
+  Raises:
+    ValueError: naming the `input_config` field, its value and what was
+      expected (unknown keys, task, sizes, classes, augmentation).
+  """
+  _Settings(input_config)
 
 
 def _process(process_index, process_count) -> Tuple[int, int]:

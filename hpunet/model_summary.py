@@ -20,6 +20,7 @@ for the sPU-Net) to parameter counts and has a `total`.
 
 import functools
 import json
+import sys
 from typing import Any
 
 from absl import app
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
+from hpunet import config_lib
 from hpunet import geco
 from hpunet import networks as networks_lib
 from hpunet import objectives
@@ -129,6 +131,7 @@ def main(argv, config_flag, json_flag):
 
 
 if __name__ == "__main__":
+  sys.argv = config_lib.resolve_config_flags(sys.argv)
   # Flags exist only when run as a program: importing this module defines
   # none.
   _CONFIG = config_flags.DEFINE_config_file(

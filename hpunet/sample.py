@@ -26,6 +26,7 @@ arrays must already be in [0, 1] (floats) or uint8.
 import functools
 import json
 import os
+import sys
 import types
 from typing import Any, Optional, Sequence, Union
 
@@ -38,6 +39,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from hpunet import clustering
+from hpunet import config_lib
 from hpunet import evaluation
 from hpunet import images
 from hpunet import networks as networks_lib
@@ -243,4 +245,5 @@ def main(argv, f: types.SimpleNamespace):
 
 
 if __name__ == "__main__":
+  sys.argv = config_lib.resolve_config_flags(sys.argv)
   app.run(functools.partial(main, f=_define_flags()))

@@ -61,6 +61,9 @@ class Task:
   instance_ids: Optional[tuple[int, ...]] = None
   empty_neighbourhood: str = "keep"
   subset_b: bool = False  # report the HPU-Net paper's LIDC subset B
+  # The dataset knows its modes (synthetic): mode calibration and the
+  # per-scale variance ratios are measured.
+  known_modes: bool = False
   prepare_if_missing: bool = False  # small enough to build on first use
 
   @property
@@ -75,7 +78,7 @@ TASKS = {
         train_features=_GRADERS,
         eval_features=("image", "masks", "modes", "mode_probs", "image_id"),
         num_samples=16, foreground=(1,), rec_class_ids=(1,),
-        prepare_if_missing=True),
+        known_modes=True, prepare_if_missing=True),
     "lidc": Task(
         "lidc", "graders", num_classes=2, channels=1,
         train_features=_GRADERS, eval_features=_GRADERS, num_samples=16,

@@ -48,6 +48,7 @@ import json
 import logging as std_logging
 import math
 import os
+import sys
 import time
 import types
 from typing import Any, NamedTuple
@@ -65,6 +66,7 @@ import numpy as np
 import optax
 
 from hpunet import checkpointing
+from hpunet import config_lib
 from hpunet import evaluation
 from hpunet import geco
 from hpunet import images
@@ -540,7 +542,8 @@ def check_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
   Raises:
     ValueError: naming the config field, its value and what was expected.
   """
-  tasks.get(config.input.name)
+  from hpunet import input_pipeline  # pylint: disable=g-import-not-at-top
+  input_pipeline.check_input_config(config.input)
   create_optimizer(config)  # the optimizer and the learning-rate schedule
   _, height, width, _ = network_input_shape(config)
   min_rows = int(config.mesh.get("min_rows_per_shard", 2))
@@ -789,9 +792,7 @@ class _DropOrbaxInfo(std_logging.Filter):
                 f"{os.sep}orbax{os.sep}" in record.pathname)
 
 
-_DEFAULT_CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-    "synthetic.py")
+_DEFAULT_CONFIG = config_lib.config_path("synthetic")
 
 
 def _define_flags() -> types.SimpleNamespace:
@@ -834,4 +835,5 @@ def main(argv, f: types.SimpleNamespace):
 
 
 if __name__ == "__main__":
+  sys.argv = config_lib.resolve_config_flags(sys.argv)
   app.run(functools.partial(main, f=_define_flags()))

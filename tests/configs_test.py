@@ -4,6 +4,7 @@ settings, traces at full size (jax.eval_shape only: nothing full-size is
 compiled) and its smoke variant trains for a few steps on CPU."""
 
 import ast
+import os
 import re
 
 import jax
@@ -23,6 +24,7 @@ _BASE = {  # derived config -> the config it imports and overrides
     "lidc_global_latents": "lidc",
     "lidc_local_latents": "lidc",
     "lidc_no_topk": "lidc",
+    "lidc_spunet": "lidc",
     "snemi3d_spunet": "snemi3d",
     "synthetic_spunet": "synthetic",
     "synthetic_global_latents": "synthetic",
@@ -67,7 +69,9 @@ def test_config_builds_locks_and_documents_itself(name):
   with pytest.raises(ValueError, match="Unknown config variant"):
     config_lib.load_config(name, "bogus")
   if name in _BASE:  # derived by import + override, not a copy
-    assert f'load_config("{_BASE[name]}", arg)' in source
+    # lidc_spunet loads the paper setting and applies its own smoke sizes.
+    assert (f'load_config("{_BASE[name]}", arg)' in source or
+            f'load_config("{_BASE[name]}")' in source)
     assert "config.input = " not in source
   else:
     positions = [source.index(f"# --- {s}") for s in _SECTIONS]
@@ -158,15 +162,15 @@ def test_model_settings_of_the_papers():
 
 
 def test_input_sections_are_valid_pipeline_configs():
+  from hpunet import augment  # pylint: disable=g-import-not-at-top
   from hpunet import input_pipeline  # pylint: disable=g-import-not-at-top
   for name in _NAMES:
     for arg in (None, "smoke"):
       config = config_lib.load_config(name, arg)
-      defaults = input_pipeline.default_input_config(config.input.name)
-      unknown = set(config.input.keys()) - set(defaults.keys())
+      unknown = set(config.input.keys()) - input_pipeline.INPUT_KEYS
       assert not unknown, (name, unknown)
       unknown_aug = set(config.input.augment.keys()) - set(
-          defaults.augment.keys())
+          augment.augment_off().keys())
       assert not unknown_aug, (name, unknown_aug)
       assert config.input.num_classes == config.model.num_classes
 
@@ -288,3 +292,14 @@ def test_synthetic_long_variant_changes_only_durations():
   assert changed == {"num_train_steps", "lr_schedule",
                      "checkpoint_every_steps", "evals"}
   assert long["model"] == base["model"] and long["loss"] == base["loss"]
+
+
+def test_config_names_resolve_from_any_directory(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # outside the checkout
+  assert config_lib.load_config("lidc_spunet").model.name == "spunet"
+  argv = ["prog", "--config=lidc:smoke", "--config=configs/lidc.py",
+          "--config=no_such_config", "--workdir=w"]
+  assert config_lib.resolve_config_flags(argv) == [
+      "prog", f"--config={config_lib.config_path('lidc')}:smoke",
+      "--config=configs/lidc.py", "--config=no_such_config", "--workdir=w"]
+  assert os.path.isabs(config_lib.config_path("lidc"))

@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from hpunet import augment as augment_lib
+from hpunet import config_lib
 from hpunet import dataset_builders
 from hpunet import input_pipeline as ip
 from hpunet import tasks
@@ -30,8 +31,21 @@ def data_dir(tmp_path_factory):
   return str(path)
 
 
+# The experiment config whose input section each task's tests start from.
+_TASK_CONFIGS = {"synthetic": "synthetic", "lidc": "lidc",
+                 "snemi3d": "snemi3d", "cityscapes_cars": "cityscapes",
+                 "cityscapes_flips": "cityscapes_flips_spunet"}
+
+
+def _input_config(name):
+  """A copy of the `input` section of the task's experiment config."""
+  config = config_lib.load_config(_TASK_CONFIGS[name])
+  return config.input.copy_and_resolve_references()
+
+
+
 def _synthetic_config(data_dir, **overrides):
-  cfg = ip.default_input_config("synthetic")
+  cfg = _input_config("synthetic")
   cfg.update(dataset="synthetic/s32", data_dir=data_dir, image_size=(32, 32),
              crop_size=(32, 32), batch_size=8, eval_batch_size=24,
              num_parallel_calls=2)
@@ -40,7 +54,7 @@ def _synthetic_config(data_dir, **overrides):
 
 
 def _settings(name, image_size, crop_size=None, **augment):
-  cfg = ip.default_input_config(name)
+  cfg = _input_config(name)
   cfg.update(image_size=image_size, crop_size=crop_size or image_size,
              num_parallel_calls=2)
   cfg.augment = augment_lib.augment_off()
@@ -188,7 +202,7 @@ def test_lidc_builder_dummy_data_end_to_end(tmp_path):
                                 data_dir=tmp_path)
   ref = {ex["image_id"]: ex for ex in tfds.as_numpy(
       builder.as_dataset(split="validation"))}
-  cfg = ip.default_input_config("lidc")
+  cfg = _input_config("lidc")
   cfg.update(data_dir=str(tmp_path), batch_size=2, eval_batch_size=4,
              num_parallel_calls=2)
   batches = list(ip.create_eval_dataset(cfg, process_index=0,
@@ -211,7 +225,9 @@ def test_bad_config_errors_name_the_field(data_dir):
   with pytest.raises(ValueError, match="image_size"):
     ip.create_train_dataset(cfg, seed=0, process_index=0, process_count=1)
   with pytest.raises(ValueError, match="input_config.name"):
-    ip.default_input_config("lidc_v3")
+    ip._Settings(_synthetic_config(data_dir, name="lidc_v3"))
+  with pytest.raises(ValueError, match="unknown keys"):
+    ip._Settings(_synthetic_config(data_dir, num_graders=4))
   cfg = _synthetic_config(data_dir, name="brats")
   with pytest.raises(ValueError, match="input_config.name"):
     ip.create_eval_dataset(cfg, process_index=0, process_count=1)
@@ -234,13 +250,13 @@ def test_bad_config_errors_name_the_field(data_dir):
     ip.create_train_dataset(cfg, seed=0, process_index=0, process_count=1)
 
 
-def test_default_configs_validate():
-  for name in tasks.TASKS:
-    cfg = ip.default_input_config(name)
+def test_every_config_input_section_validates():
+  for config_name in config_lib.config_names():
+    cfg = config_lib.load_config(config_name).input
     s = ip._Settings(cfg)
-    assert s.num_classes == tasks.TASKS[name].num_classes
+    assert s.num_classes == tasks.TASKS[cfg.name].num_classes
     assert cfg.batch_size > 0 and cfg.eval_batch_size > 0
-  assert ip.default_input_config("lidc").crop_size == (128, 128)
+  assert _input_config("lidc").crop_size == (128, 128)
 
 
 # ----------------------------------------------------------------------------
