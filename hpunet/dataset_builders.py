@@ -36,7 +36,7 @@ import pathlib
 import re
 import sys
 import types
-from typing import Optional, Sequence
+from typing import Optional
 
 import tensorflow_datasets as tfds
 

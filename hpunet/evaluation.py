@@ -369,20 +369,27 @@ def batch_metrics(out, task: tasks_lib.Task, pred: Predictions, batch, valid,
 
 def gather_rows(values: np.ndarray, feed_index: Optional[int] = None
                 ) -> np.ndarray:
-  """Concatenates per-process rows over processes (same shape on all).
+  """Concatenates per-process rows over processes, in process order.
 
+  Processes may hold different numbers of rows (the padded tail of a split):
+  the rows are padded to a common length for the gather and cut back after.
   With `feed_index`, processes that load the same rows (the same feed) count
   once: the first process of each feed contributes, in feed order.
   """
   if jax.process_count() == 1:
     return values
-  gathered = np.asarray(multihost_utils.process_allgather(values))  # [P, ...]
-  if feed_index is None:
-    return gathered.reshape((-1,) + gathered.shape[2:])
-  feeds = np.asarray(multihost_utils.process_allgather(
-      np.int32(feed_index))).reshape(-1)
-  first = [int(np.flatnonzero(feeds == f)[0]) for f in np.unique(feeds)]
-  return np.concatenate([gathered[p] for p in first])
+  values = np.asarray(values)
+  lengths = np.asarray(multihost_utils.process_allgather(
+      np.int32(len(values)))).reshape(-1)
+  padded = np.zeros((int(lengths.max()),) + values.shape[1:], values.dtype)
+  padded[:len(values)] = values
+  gathered = np.asarray(multihost_utils.process_allgather(padded))  # [P, ...]
+  processes = range(len(lengths))
+  if feed_index is not None:
+    feeds = np.asarray(multihost_utils.process_allgather(
+        np.int32(feed_index))).reshape(-1)
+    processes = [int(np.flatnonzero(feeds == f)[0]) for f in np.unique(feeds)]
+  return np.concatenate([gathered[p][:lengths[p]] for p in processes])
 
 
 def finish(out: Mapping[str, list], *, feed_index: Optional[int] = None

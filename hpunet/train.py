@@ -59,7 +59,7 @@ from absl import logging
 from etils import epath
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
 import ml_collections
 from ml_collections import config_flags
 import numpy as np

@@ -42,7 +42,10 @@ _OVERRIDES = {
     "checkpoint_every_steps": _STEPS,
     "log_every_steps": 2,
     "summary_images_every_steps": 0,
-    "evals.val.every_steps": 0,
+    # Validation at the last step on 3 images: the processes hold 2 and 1
+    # (+ padding) rows, so the per-image gather sees unequal lengths.
+    "evals.val.every_steps": _STEPS,
+    "evals.val.split": "validation[:3]",
 }
 
 
@@ -156,3 +159,11 @@ def test_two_processes_match_one_process(tmp_path, data_dir):
   assert int(two.opt_state[0].count) == int(one.opt_state[0].count) == _STEPS
   jax.tree.map(np.testing.assert_array_equal, one.params,
                jax.device_get(single.state.params))
+  # The periodic validation gathers every image once: the same metrics.
+  from hpunet import summary_writer  # pylint: disable=g-import-not-at-top
+  logged = {}
+  for row in summary_writer.read_jsonl(os.path.join(workdir, "metrics.jsonl")):
+    logged.update(row)
+  assert single.metrics["val/num_examples"] == logged["val/num_examples"] == 3
+  for key in ("val/rec_iou", "val/ged", "val/hm_iou", "val/ged_modes"):
+    assert logged[key] == pytest.approx(single.metrics[key], abs=1e-5), key
