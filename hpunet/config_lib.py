@@ -12,6 +12,7 @@ ml_collections only.
 """
 
 import importlib.util
+import json
 import os
 from typing import Sequence
 
@@ -79,6 +80,17 @@ def load_config(name_or_path: str,
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run was trained with (`<workdir>/config.json`)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"{path} not found: is {workdir} a training workdir of "
+        "`python -m hpunet.train`? Pass --config to give the config instead.")
+  with open(path, encoding="utf-8") as f:
+    return ml_collections.ConfigDict(json.load(f))
 
 
 def config_names() -> list[str]:

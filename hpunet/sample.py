@@ -24,7 +24,6 @@ arrays must already be in [0, 1] (floats) or uint8.
 """
 
 import functools
-import json
 import os
 import sys
 import types
@@ -45,17 +44,6 @@ from hpunet import images
 from hpunet import networks as networks_lib
 from hpunet import tasks as tasks_lib
 from hpunet import train as train_lib
-
-
-def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run was trained with (`<workdir>/config.json`)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"{path} not found: is {workdir} a training workdir of "
-        "`python -m hpunet.train`? Pass --config to give the config instead.")
-  with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(json.load(f))
 
 
 def load_image(path: str) -> np.ndarray:
@@ -235,7 +223,7 @@ def main(argv, f: types.SimpleNamespace):
       raise app.UsageError(f"--{name} is required.")
   config: Optional[ml_collections.ConfigDict] = f.config.value
   if config is None:
-    config = load_workdir_config(f.workdir.value)
+    config = config_lib.load_workdir_config(f.workdir.value)
   out = sample_image(config, f.workdir.value, load_image(f.image.value),
                      num_samples=f.num_samples.value,
                      mean_levels=f.mean_levels.value, seed=f.seed.value,

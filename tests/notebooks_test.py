@@ -25,7 +25,7 @@ import nbformat
 from nbformat import v4
 import pytest
 
-from hpunet import sample
+from hpunet import config_lib
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NOTEBOOKS = os.path.join(_REPO, "notebooks")
@@ -134,7 +134,7 @@ def test_quickstart_restores_a_checkpoint(smoke_workdir, synthetic_data_dir,
            std_max="float(p_std.max())", rec_iou="rec_iou.tolist()",
            modes="list(per_scale)", outputs="sorted(os.listdir(OUT_DIR))"),
       tmp_path)
-  config = sample.load_workdir_config(str(smoke_workdir))
+  config = config_lib.load_workdir_config(str(smoke_workdir))
   batch = int(config.input.eval_batch_size)
   height, width = config.input.crop_size
   table = values["table"]

@@ -21,7 +21,7 @@ def _image(tmp_path, size=32, name="img.npy"):
 
 
 def test_sampling_semantics(smoke_workdir, tmp_path):
-  config = sample.load_workdir_config(smoke_workdir)
+  config = config_lib.load_workdir_config(smoke_workdir)
   image = sample.load_image(_image(tmp_path))
   full = sample.sample_image(config, smoke_workdir, image, num_samples=6)
   assert full["samples"].shape == (6, 32, 32)
@@ -65,7 +65,7 @@ def test_parse_mean_levels_and_image_errors(tmp_path):
   with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
     sample.load_image(str(tmp_path / "bad.npy"))
   with pytest.raises(FileNotFoundError, match="config.json"):
-    sample.load_workdir_config(str(tmp_path))
+    config_lib.load_workdir_config(str(tmp_path))
 
 
 def test_sample_command_writes_files(smoke_workdir, tmp_path):
@@ -82,7 +82,7 @@ def test_sample_command_writes_files(smoke_workdir, tmp_path):
   for name in ("grid.png", "std.png", "samples/sample_03.png"):
     assert (out_dir / name).stat().st_size > 50
   # A workdir without a checkpoint is refused clearly.
-  config = sample.load_workdir_config(smoke_workdir)
+  config = config_lib.load_workdir_config(smoke_workdir)
   with pytest.raises(FileNotFoundError, match="No checkpoint in"):
     sample.sample_image(config, str(tmp_path),
                         sample.load_image(_image(tmp_path)))
