@@ -660,8 +660,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   history = collections.defaultdict(list)
   last_metrics: dict[str, float] = {}
   pending = None  # (step, metrics on device) of the last dispatched step.
-  interval_start = time.perf_counter()
-  interval_steps = 0
+  timer = _StepTimer()
   compile_time = None
   stopped_early = False
   step = start_step
@@ -675,10 +674,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         compile_time = time.perf_counter() - t0
         logging.info("First step (incl. compilation) took %.1fs.",
                      compile_time)
-        interval_start = time.perf_counter()
-        interval_steps = -1
+        timer.restart(steps=-1)  # the first step is compilation
       step += 1
-      interval_steps += 1
+      timer.steps += 1
       # Check the previous step's metrics while this one runs (one-step lag:
       # no host sync on the critical path).
       if pending is not None:
@@ -687,15 +685,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
       is_last = step == num_steps
       preempted = preemption.reached(step)
-      if (step % config.log_every_steps == 0 or is_last or preempted or
-          step % config.checkpoint_every_steps == 0):
+      log_due = step % config.log_every_steps == 0 or is_last
+      checkpoint_due = (step % config.checkpoint_every_steps == 0 or is_last
+                        or preempted)
+      if log_due or checkpoint_due:
         _record(pending, history, checkpointer)
         pending = None
-      if step % config.log_every_steps == 0 or is_last:
-        elapsed = time.perf_counter() - interval_start
+      if log_due:
         means = {k: float(np.mean(v)) for k, v in history.items()}
         history.clear()
-        steps_per_sec = interval_steps / elapsed if elapsed > 0 else 0.0
+        steps_per_sec = timer.steps_per_sec()
         scalars = {f"train/{k}": v for k, v in means.items()}
         scalars["perf/steps_per_sec"] = steps_per_sec
         scalars["perf/images_per_sec"] = steps_per_sec * global_batch
@@ -716,10 +715,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             steps_per_sec * global_batch,
             1.0 / steps_per_sec if steps_per_sec else float("nan"),
             means.get("learning_rate", float("nan")), _format_duration(eta))
-        interval_start = time.perf_counter()
-        interval_steps = 0
-      every = config.get("summary_images_every_steps", 0)
-      if every and (step % every == 0 or is_last):
+        timer.restart()
+      if _due(step, config.get("summary_images_every_steps", 0), is_last):
         if image_fn is None:
           image_fn = make_image_summary_fn(
               networks, mesh, num_images=min(4, global_batch),
@@ -729,11 +726,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             batch, num_classes=networks.num_classes)
         writer.write_images(step, {
             "train/input_gt_reconstruction_samples": grid})
-        interval_start = time.perf_counter()  # keep it out of images/s
-        interval_steps = 0
+        timer.restart()  # keep it out of images/s
       for name, eval_config in config.get("evals", {}).items():
-        if eval_config.every_steps and (step % eval_config.every_steps == 0
-                                        or is_last):
+        if _due(step, eval_config.every_steps, is_last):
           if name not in predictors:
             predictors[name] = evaluation.make_predictor(
                 networks, task, eval_config.num_samples,
@@ -750,9 +745,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           writer.write_scalars(step, scalars)
           last_metrics.update(scalars)
           logging.info("eval %s at step %d: %s", name, step, results)
-          interval_start = time.perf_counter()
-          interval_steps = 0
-      if step % config.checkpoint_every_steps == 0 or is_last or preempted:
+          timer.restart()  # keep it out of images/s
+      if checkpoint_due:
         _save(checkpointer, step, state, config)
       if preempted and not is_last:
         logging.warning("Preempted at step %d: checkpoint saved, stopping.",
@@ -770,6 +764,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                step, traces)
   return TrainResult(state=state, metrics=last_metrics,
                      num_compilations=traces, stopped_early=stopped_early)
+
+
+class _StepTimer:
+  """Steps per second since the last restart (after compilation, image
+  summaries and evaluations, which stay out of the throughput)."""
+
+  def __init__(self):
+    self.restart()
+
+  def restart(self, steps: int = 0) -> None:
+    self._start = time.perf_counter()
+    self.steps = steps
+
+  def steps_per_sec(self) -> float:
+    elapsed = time.perf_counter() - self._start
+    return self.steps / elapsed if elapsed > 0 else 0.0
+
+
+def _due(step: int, every: int, is_last: bool) -> bool:
+  """An optional periodic action (0 = off) is due: every `every` steps and at
+  the last one."""
+  return bool(every) and (step % every == 0 or is_last)
 
 
 def _record(pending, history, checkpointer):
