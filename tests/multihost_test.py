@@ -28,7 +28,6 @@ import pytest
 
 from hpunet import checkpointing
 from hpunet import config_lib
-from hpunet import networks as networks_lib
 from hpunet import sharding
 from hpunet import train
 
@@ -78,17 +77,7 @@ def data_dir():
 
 
 def _restore(workdir, config, mesh):
-  networks = networks_lib.make_networks(config.model)
-  optimizer = train.create_optimizer(config)
-  h, w = config.input.crop_size
-  batch = {"image": np.zeros((2, h, w, 1), np.float32),
-           "seg": np.zeros((2, h, w), np.int32),
-           "mask": np.ones((2, h, w), np.float32)}
-  rep = sharding.replicated(mesh)
-  abstract = jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
-      jax.eval_shape(lambda k: train.create_train_state(
-          config, networks, optimizer, k, batch), jax.random.key(0)))
+  abstract = train.abstract_train_state(config, mesh)
   ckpt = checkpointing.Checkpointer(workdir)
   try:
     state, _ = ckpt.restore(_STEPS, abstract)
