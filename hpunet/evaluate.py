@@ -9,9 +9,10 @@ r"""Evaluates trained workdirs with the papers' metrics; writes tables and figur
 evaluated and the table reports the mean +- std over seeds x 1000 bootstrap
 resamples of the test images (HPU-Net paper; `metrics.bootstrap_over_seeds`).
 
-Per task (`config.input.name`), with `S` prior samples per image drawn by the
-encoder-reuse path (`sample_n`) and reconstructions decoded from the
-posterior means (`reconstruct(mean=True)`):
+The metrics are those of `hpunet.evaluation` (also the trainer's periodic
+validation). Per task (`config.input.name`), with `S` prior samples per image
+drawn by the encoder-reuse path (`sample_n`) and reconstructions decoded from
+the posterior means (`reconstruct(mean=True)`):
 
 | task | metrics |
 |---|---|
@@ -19,7 +20,7 @@ posterior means (`reconstruct(mean=True)`):
 | synthetic | GED^2 against the known modes (weighted) and against the graders, Hungarian IoU, IoU_rec, mode frequencies vs the true probabilities (total variation), per-scale variance ratios and per-factor reconstruction recall (below) |
 | snemi3d | IoU_rec (ids 1..15), adapted Rand error of the Hamming-clustered samples (alpha = 16) |
 | cityscapes_cars | IoU_rec (car ids), adapted Rand error (alpha = 32, car pixels), AP / AP50 through the official evaluation when `--cityscapes_gt_dir` is given |
-| cityscapes_flips | GED^2 against the 32 modes (weighted, nan-mean IoU over the 10 switchable classes), mode frequencies, pixel-wise flip frequencies |
+| cityscapes_flips | IoU_rec (the 10 switchable classes), GED^2 against the 32 modes (weighted, nan-mean IoU over the 10 switchable classes), mode frequencies, pixel-wise flip frequencies |
 
 Per-scale variance ratios (synthetic; HPU-Net Fig. 3 / 15 made
 quantitative): for each sampling mode (all levels / only the most global /
