@@ -19,37 +19,68 @@ Restores always go against an abstract tree (ShapeDtypeStructs carrying the
 target shardings), so NamedTuples come back as NamedTuples and arrays land on
 the mesh directly.
 
-Preemption: `PreemptionWatcher.reached(step)` becomes True after SIGTERM. On
-one process it is a signal flag; on several processes it is JAX's preemption
+Damage (`restore_newest`): each save records a CRC32 of the state's bytes in
+`meta` (orbax 0.12 has no checksum verification on its restore path, and
+zeroed bytes in an array file were restored silently). A checkpoint that
+fails to read or whose CRC does not match is reported in one line and the
+next older one is tried; once one restores, the damaged newer steps are
+moved to `<workdir>/damaged_checkpoints/step_<N>` (never deleted). If none
+restores, nothing is moved and the error names the newest one's problem.
+
+Failed saves (`raise_if_save_failed`, called every step, and `close`): an
+error of the background save (a full disk, a revoked permission) is raised at
+once as one `errors.CheckpointSaveError` line naming the step, the cause and
+the newest intact checkpoint; the half-written `*.orbax-checkpoint-tmp*`
+folders are removed.
+
+Preemption: `PreemptionWatcher.reached(step)` becomes True after SIGTERM or
+Ctrl-C (SIGINT; a second Ctrl-C raises KeyboardInterrupt at once). On one
+process it is a signal flag; on several processes it is JAX's preemption
 sync point (the coordination service turns SIGTERM on any host into an agreed
 step on all hosts).
 
 Plain JAX / orbax; no Haiku, no TensorFlow.
 """
 
+from collections.abc import Callable
 import os
 import signal
 import threading
+import time
 from typing import Any
+import zlib
 
 from absl import logging
+from etils import epath
 import jax
 from jax.experimental import multihost_utils
+import numpy as np
 import orbax.checkpoint as ocp
+
+from hpunet import errors
+
+DAMAGED_DIR = "damaged_checkpoints"
+_TMP_MARK = ".orbax-checkpoint-tmp"
+CRC_KEY = "state_crc32"
 
 
 class Checkpointer:
   """A thin wrapper over `ocp.CheckpointManager` for `TrainState`s."""
 
   def __init__(self, workdir: str, *, max_to_keep: int = 3,
-               async_save: bool = True):
+               async_save: bool = True, read_only: bool = False):
+    """`read_only=True` (evaluate, sample) creates and removes nothing."""
     # Object-store URLs (gs://...) are used as they are; orbax writes them.
     base = workdir if "://" in workdir else os.path.abspath(workdir)
+    self.workdir = base
     self.directory = os.path.join(base, "checkpoints")
+    self._read_only = read_only
+    self._saving_step = None  # the step of the last save started.
+    self._save_failed = False
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
-        create=True,
-        cleanup_tmp_directories=True,
+        create=not read_only,
+        cleanup_tmp_directories=not read_only,
         enable_async_checkpointing=async_save,
     )
     self._manager = ocp.CheckpointManager(
@@ -71,11 +102,74 @@ class Checkpointer:
     """
     if step in self._manager.all_steps():
       return False
-    return self._manager.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                meta=ocp.args.JsonSave(meta)),
-        force=force)
+    self.raise_if_save_failed()
+    crc = state_crc32(state)
+    if crc is not None:
+      meta = dict(meta, **{CRC_KEY: crc})
+    self._saving_step = step
+    try:
+      return self._manager.save(
+          step,
+          args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                  meta=ocp.args.JsonSave(meta)),
+          force=force)
+    except OSError as e:
+      raise self._save_error(e) from e
+
+  def _save_error(self, e: BaseException) -> errors.CheckpointSaveError:
+    """One line naming the step, the cause and the intact checkpoint."""
+    self._save_failed = True
+    cause = e
+    while cause.__cause__ is not None or cause.__context__ is not None:
+      cause = cause.__cause__ or cause.__context__
+    reason = str(cause).strip().splitlines()
+    reason = reason[0] if reason else type(cause).__name__
+    try:
+      self._manager.reload()
+      intact = self._manager.latest_step()
+    except Exception:  # pylint: disable=broad-except
+      intact = None
+    where = (f"the newest intact checkpoint is step {intact}"
+             if intact is not None else "no complete checkpoint exists yet")
+    return errors.CheckpointSaveError(
+        f"Could not write the checkpoint of step {self._saving_step} to "
+        f"{self.directory}: {reason}; {where}. Free space (or fix the "
+        "permissions), then rerun the same command to resume.")
+
+  def raise_if_save_failed(self) -> None:
+    """Raises `CheckpointSaveError` if a background save has failed.
+
+    Cheap (no waiting); the training loop calls it every step.
+    """
+    if self._save_failed:
+      return
+    try:
+      self._manager.check_for_errors()
+      if self._saving_step is not None and (
+          not self._manager.is_saving_in_progress()):
+        # The background save is over: joining it returns at once and
+        # raises its error, if any (no cross-process barrier in there).
+        self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._save_error(e) from e
+
+  def _remove_tmp_directories(self) -> int:
+    """Half-written steps of a failed save (process 0 only); how many."""
+    if self._read_only or jax.process_index() != 0:
+      return 0
+    directory = epath.Path(self.directory)
+    removed = 0
+    try:
+      for child in directory.iterdir():
+        if _TMP_MARK in child.name:
+          child.rmtree(missing_ok=True)
+          removed += 1
+          logging.warning("Removed the unfinished checkpoint folder %s.",
+                          child)
+    except OSError as e:  # a full disk still allows deletes; report others
+      logging.warning("Could not remove unfinished checkpoint folders in "
+                      "%s: %s", directory, e)
+    return removed
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restores (state, meta) at `step` against `abstract_state`.
@@ -93,14 +187,138 @@ class Checkpointer:
         args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
             meta=ocp.args.JsonRestore()))
-    return out.state, dict(out.meta)
+    meta = dict(out.meta)
+    if CRC_KEY in meta:
+      crc = state_crc32(out.state)
+      if crc is not None and crc != meta[CRC_KEY]:
+        raise ValueError(f"the state's CRC32 {crc} differs from the "
+                         f"{meta[CRC_KEY]} recorded when it was saved")
+    return out.state, meta
+
+  def read_meta(self, step: int) -> dict[str, Any]:
+    """The JSON `meta` item of a step alone (step, seed, config)."""
+    out = self._manager.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(out.meta)
+
+  def restore_newest(
+      self, abstract_state: Any, *,
+      check_meta: Callable[[dict[str, Any], int], None] | None = None,
+  ) -> tuple[Any, dict[str, Any], int] | None:
+    """Restores the newest checkpoint that reads and verifies.
+
+    Args:
+      abstract_state: as for `restore`.
+      check_meta: called with (meta, step) before the state is read; the
+        `errors.UserError` it raises (an incompatible config) is passed on
+        unchanged, it is not damage.
+
+    Returns:
+      (state, meta, step), or None if there is no checkpoint.
+
+    Raises:
+      errors.UserError: no checkpoint restores (nothing is moved), or
+        `check_meta` refused one.
+    """
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    damaged = []
+    for step in steps:
+      try:
+        meta = self.read_meta(step)
+        if check_meta is not None:
+          check_meta(meta, step)
+        state, meta = self.restore(step, abstract_state)
+      except errors.UserError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        logging.warning("The checkpoint at step %d in %s is damaged (%s: %s)"
+                        "; trying the previous one.", step, self.directory,
+                        type(e).__name__, reason)
+        damaged.append((step, f"{type(e).__name__}: {reason}"))
+        continue
+      if damaged:
+        self._move_aside([s for s, _ in damaged])
+      return state, meta, step
+    if damaged:
+      step, reason = damaged[0]
+      raise errors.UserError(
+          f"No checkpoint in {self.directory} restores (the newest, step "
+          f"{step}: {reason}); nothing was moved. If the code or config "
+          "changed since they were written, use the matching version or a "
+          "new --workdir.")
+    return None
+
+  def _move_aside(self, steps: list[int]) -> None:
+    """Moves damaged steps to `<workdir>/damaged_checkpoints/` (no deletes)."""
+    if self._read_only:
+      return
+    if jax.process_index() == 0:
+      target_root = epath.Path(self.workdir) / DAMAGED_DIR
+      target_root.mkdir(parents=True, exist_ok=True)
+      for step in steps:
+        source = epath.Path(self.directory) / str(step)
+        target = target_root / f"step_{step}"
+        if target.exists():
+          target = target_root / f"step_{step}_{int(time.time())}"
+        try:
+          source.rename(target)
+        except OSError as e:
+          raise errors.UserError(
+              f"The checkpoint at step {step} in {self.directory} is damaged"
+              f" and could not be moved aside ({e}); move or delete "
+              f"{source} by hand, then rerun.") from e
+        logging.warning("Moved the damaged checkpoint of step %d to %s.",
+                        step, target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("hpunet_move_damaged_checkpoints")
+    self._manager.reload()
 
   def wait_until_finished(self) -> None:
-    self._manager.wait_until_finished()
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      if self._save_failed:
+        return
+      raise self._save_error(e) from e
+    self.raise_if_save_failed()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self.wait_until_finished()
+    finally:
+      try:
+        self._manager.close()
+      except Exception:  # pylint: disable=broad-except
+        if not self._save_failed:
+          raise
+      if self._save_failed:
+        # Writers of the failed save's other items may still be running in
+        # the background (they create the tmp folder late): remove until
+        # none has come back for a second.
+        quiet = 0
+        for _ in range(20):
+          quiet = 0 if self._remove_tmp_directories() else quiet + 1
+          if quiet >= 4:
+            break
+          time.sleep(0.5)
+
+
+def state_crc32(state: Any) -> int | None:
+  """CRC32 over the bytes of every leaf (None if a leaf is not replicated).
+
+  Replicated arrays are read from this process's first copy, so every
+  process computes the same value.
+  """
+  crc = 0
+  for leaf in jax.tree.leaves(state):
+    if isinstance(leaf, jax.Array):
+      if not leaf.is_fully_replicated:
+        return None
+      leaf = leaf.addressable_data(0)
+    data = np.ascontiguousarray(jax.device_get(leaf))
+    crc = zlib.crc32(data.tobytes(), crc)
+  return crc
 
 
 def abstract_like(tree: Any) -> Any:
@@ -114,19 +332,33 @@ def abstract_like(tree: Any) -> Any:
 
 
 class PreemptionWatcher:
-  """Reports whether training should checkpoint and stop (SIGTERM)."""
+  """Reports whether training should checkpoint and stop (SIGTERM, Ctrl-C).
+
+  The first Ctrl-C asks for a checkpoint and a stop like SIGTERM; a second
+  one raises KeyboardInterrupt at once (the commands exit with code 130).
+  """
 
   def __init__(self):
     self._multiprocess = jax.process_count() > 1
     self._event = threading.Event()
-    self._previous = None
+    self._previous = {}
+    # On several processes JAX's preemption service owns SIGTERM, and a
+    # Ctrl-C on one host alone cannot give an agreed step: default handling.
     if (not self._multiprocess and
         threading.current_thread() is threading.main_thread()):
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._handle)
 
   def _handle(self, signum, frame):
     del frame
-    logging.warning("Received signal %d: will checkpoint and stop.", signum)
+    if signum == signal.SIGINT:
+      logging.warning("Ctrl-C: will checkpoint after this step and stop "
+                      "(press Ctrl-C again to stop at once, without a "
+                      "checkpoint).")
+      signal.signal(signal.SIGINT, signal.default_int_handler)
+    else:
+      logging.warning("Received signal %d: will checkpoint and stop.",
+                      signum)
     self._event.set()
 
   def reached(self, step: int) -> bool:
@@ -143,6 +375,6 @@ class PreemptionWatcher:
     return self._event.is_set()
 
   def close(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}

@@ -26,7 +26,11 @@ calls `load_builder_module(name)` first.
 
 TFDS writes every dataset into a `*.incomplete*` temporary directory and renames
 it only after all splits were written, so a build that fails (bad input, an
-interrupted run) leaves no dataset directory behind that looks complete.
+interrupted run) leaves no dataset directory behind that looks complete. The
+next `build` removes such `incomplete.*` folders of an interrupted build
+(`remove_stale_partial_builds`, logged); one modified in the last
+`STALE_AFTER_SECONDS` may belong to a build still running and is only
+reported.
 """
 
 import hashlib
@@ -34,10 +38,13 @@ import importlib
 import os
 import pathlib
 import re
+import shutil
 import sys
+import time
 import types
 from typing import Optional
 
+from absl import logging
 import tensorflow_datasets as tfds
 
 # The private top-level package name under which builder modules are imported.
@@ -45,6 +52,7 @@ _PACKAGE = "_hpunet_datasets"
 _BUILDER_SUFFIX = "_dataset_builder"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 FILE_FORMATS = ("tfrecord", "array_record")
+STALE_AFTER_SECONDS = 600.0
 
 
 def default_datasets_dir() -> pathlib.Path:
@@ -195,6 +203,7 @@ def build(name: str,
   builder = tfds.builder(name, data_dir=expand_path(data_dir))
   if builder.is_prepared():  # Nothing to do (and no manual_dir needed).
     return builder
+  remove_stale_partial_builds(builder.data_dir)
   instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
   if manual_dir is not None:
     manual_dir = expand_path(manual_dir)
@@ -211,6 +220,47 @@ def build(name: str,
           manual_dir=manual_dir, try_download_gcs=False),
       file_format=file_format)
   return builder
+
+
+def remove_stale_partial_builds(dataset_dir, *,
+                                stale_after: float = STALE_AFTER_SECONDS,
+                                now: Optional[float] = None) -> list[str]:
+  """Removes `incomplete.*` siblings of `dataset_dir` left by a killed build.
+
+  Args:
+    dataset_dir: the builder's `<data_dir>/<name>/<config>/<version>`.
+    stale_after: a folder with a file modified more recently may belong to
+      a build still running: it is reported, not removed.
+    now: the current time (tests).
+
+  Returns:
+    The removed folders (each is also logged).
+  """
+  parent = os.path.dirname(os.fspath(dataset_dir).rstrip("/"))
+  if "://" in parent or not os.path.isdir(parent):
+    return []
+  now = time.time() if now is None else now
+  removed = []
+  for name in sorted(os.listdir(parent)):
+    path = os.path.join(parent, name)
+    if not name.startswith("incomplete.") or not os.path.isdir(path):
+      continue
+    newest = os.path.getmtime(path)
+    for root, _, files in os.walk(path):
+      for f in files:
+        try:
+          newest = max(newest, os.path.getmtime(os.path.join(root, f)))
+        except OSError:
+          pass
+    if now - newest < stale_after:
+      logging.warning("Leaving %s: modified %.0f s ago, another build may be "
+                      "writing it.", path, now - newest)
+      continue
+    shutil.rmtree(path)
+    logging.warning("Removed %s, the partial output of an interrupted build.",
+                    path)
+    removed.append(path)
+  return removed
 
 
 def expand_path(path) -> Optional[str]:

@@ -68,6 +68,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from hpunet import checkpointing
+from hpunet import cli
 from hpunet import config_lib
 from hpunet import evaluation
 from hpunet import images
@@ -76,6 +77,7 @@ from hpunet import networks as networks_lib
 from hpunet import summary_writer
 from hpunet import tasks as tasks_lib
 from hpunet import train as train_lib
+from hpunet import validation
 
 # Rows of the Markdown table: (key, label), in the paper's order.
 _TABLE_ROWS = (
@@ -253,7 +255,8 @@ def evaluate(config: ml_collections.ConfigDict, workdirs: Sequence[str], *,
       run_dir = out_dir if len(workdirs) == 1 else os.path.join(
           out_dir, f"run{w}")
     else:
-      latest = checkpointing.Checkpointer(workdir, async_save=False)
+      latest = checkpointing.Checkpointer(workdir, async_save=False,
+                                          read_only=True)
       step = latest.latest_step()
       latest.close()
       run_dir = os.path.join(workdir, "eval", f"{split}_step{step}")
@@ -325,27 +328,28 @@ def _write(out_dir, config, runs, split, workdirs) -> dict[str, Any]:
 # main: flags only.
 # ----------------------------------------------------------------------------
 
-def _define_flags() -> types.SimpleNamespace:
+def _define_flags(fv: flags.FlagValues = flags.FLAGS
+                  ) -> types.SimpleNamespace:
   """Flags exist only when run as a program: importing defines none."""
   return types.SimpleNamespace(
       config=config_flags.DEFINE_config_file(
           "config", None, "Experiment config (configs/<exp>.py[:arg]).",
-          lock_config=True),
+          lock_config=True, flag_values=fv),
       workdir=flags.DEFINE_string(
-          "workdir", None, "Training workdir; several (seeds) comma-separated."),
+          "workdir", None, "Training workdir; several (seeds) comma-separated.", flag_values=fv),
       num_samples=flags.DEFINE_integer(
           "num_samples", None, "Prior samples per image (default: the task's, "
-          "16, or 32 for Cityscapes cars)."),
-      split=flags.DEFINE_string("split", "test", "TFDS split to evaluate."),
+          "16, or 32 for Cityscapes cars).", flag_values=fv),
+      split=flags.DEFINE_string("split", "test", "TFDS split to evaluate.", flag_values=fv),
       max_batches=flags.DEFINE_integer("max_batches", None,
-                                       "Evaluate only this many batches."),
+                                       "Evaluate only this many batches.", flag_values=fv),
       out_dir=flags.DEFINE_string(
           "out_dir", None,
-          "Output folder (default <workdir>/eval/<split>_step<N>)."),
+          "Output folder (default <workdir>/eval/<split>_step<N>).", flag_values=fv),
       cityscapes_gt_dir=flags.DEFINE_string(
           "cityscapes_gt_dir", None, "gtFine/val folder for the official "
-          "Cityscapes AP (cityscapes_cars only)."),
-      seed=flags.DEFINE_integer("seed", 0, "Sampling seed."),
+          "Cityscapes AP (cityscapes_cars only).", flag_values=fv),
+      seed=flags.DEFINE_integer("seed", 0, "Sampling seed.", flag_values=fv),
   )
 
 
@@ -354,8 +358,14 @@ def main(argv, f: types.SimpleNamespace):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if f.config.value is None or not f.workdir.value:
     raise app.UsageError("--config and --workdir are required.")
+  workdirs = [w for w in f.workdir.value.split(",") if w]
+  # Reliability hook (issue 16): every flag checked before any work.
+  validation.check_evaluate(
+      f.config.value, workdirs, split=f.split.value,
+      num_samples=f.num_samples.value, max_batches=f.max_batches.value,
+      out_dir=f.out_dir.value, cityscapes_gt_dir=f.cityscapes_gt_dir.value)
   results = evaluate(
-      f.config.value, [w for w in f.workdir.value.split(",") if w],
+      f.config.value, workdirs,
       split=f.split.value, num_samples=f.num_samples.value,
       max_batches=f.max_batches.value, out_dir=f.out_dir.value,
       cityscapes_gt_dir=f.cityscapes_gt_dir.value, seed=f.seed.value)
@@ -365,4 +375,4 @@ def main(argv, f: types.SimpleNamespace):
 
 if __name__ == "__main__":
   sys.argv = config_lib.resolve_config_flags(sys.argv)
-  app.run(functools.partial(main, f=_define_flags()))
+  cli.run(main, _define_flags)

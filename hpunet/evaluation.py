@@ -41,6 +41,7 @@ import numpy as np
 from hpunet import clustering
 from hpunet import metrics as metrics_lib
 from hpunet import tasks as tasks_lib
+from hpunet import validation
 
 Array = jax.Array
 
@@ -143,7 +144,9 @@ def make_predictor(networks, task: tasks_lib.Task,
     out_shardings: of the outputs (the trainer replicates them over its
       mesh); None = where jit puts them.
   """
-  num_samples = int(num_samples or task.num_samples)
+  num_samples = validation.check_int(
+      task.num_samples if num_samples is None else num_samples,
+      "num_samples", what="prior samples per image")
   scales = {}
   if per_scale:
     scales = {name: make_sample_fn(networks, num_samples, task.foreground,

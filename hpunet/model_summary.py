@@ -131,6 +131,8 @@ def main(argv, config_flag, json_flag):
 
 
 if __name__ == "__main__":
+  from hpunet import cli  # pylint: disable=g-import-not-at-top
+  from hpunet import validation  # pylint: disable=g-import-not-at-top
   sys.argv = config_lib.resolve_config_flags(sys.argv)
   # Flags exist only when run as a program: importing this module defines
   # none.
@@ -139,4 +141,11 @@ if __name__ == "__main__":
       "Experiment config file (default: built-in LIDC HPU-Net).",
       lock_config=True)
   _JSON = flags.DEFINE_bool("json", False, "Print one JSON object.")
-  app.run(functools.partial(main, config_flag=_CONFIG, json_flag=_JSON))
+
+  def _checked_main(argv, f):
+    del f
+    if _CONFIG.value is not None:  # one-line errors before tracing
+      validation.check_model(_CONFIG.value)
+    main(argv, _CONFIG, _JSON)
+
+  cli.run(_checked_main, lambda fv: None)

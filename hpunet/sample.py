@@ -37,13 +37,16 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from hpunet import cli
 from hpunet import clustering
 from hpunet import config_lib
+from hpunet import errors
 from hpunet import evaluation
 from hpunet import images
 from hpunet import networks as networks_lib
 from hpunet import tasks as tasks_lib
 from hpunet import train as train_lib
+from hpunet import validation
 
 
 def load_image(path: str) -> np.ndarray:
@@ -54,10 +57,7 @@ def load_image(path: str) -> np.ndarray:
     image = np.load(path)
     if image.dtype == np.uint8:
       image = image.astype(np.float32) / 255.0
-    image = np.asarray(image, np.float32)
-    if image.size and (image.min() < 0.0 or image.max() > 1.0):
-      raise ValueError(f"{path}: float images must be in [0, 1], got "
-                       f"[{image.min():.3g}, {image.max():.3g}].")
+    image = validation.check_image(np.asarray(image, np.float32), path)
   else:
     from PIL import Image  # pylint: disable=g-import-not-at-top
     with Image.open(path) as im:
@@ -85,7 +85,7 @@ def fit_image(image: np.ndarray, height: int, width: int, channels: int, *,
         image[..., :1], image):  # grey stored as RGB
       image = image[..., :1]
     else:
-      raise ValueError(f"{source} has {image.shape[-1]} channels; the model "
+      raise errors.UserError(f"{source} has {image.shape[-1]} channels; the model "
                        f"expects {channels}.")
   h, w = image.shape[:2]
   if (h, w) == (height, width):
@@ -93,7 +93,7 @@ def fit_image(image: np.ndarray, height: int, width: int, channels: int, *,
   if center_crop and h >= height and w >= width:
     top, left = (h - height) // 2, (w - width) // 2
     return image[top:top + height, left:left + width]
-  raise ValueError(
+  raise errors.UserError(
       f"{source} is {h}x{w}; the model expects {height}x{width} "
       "(config.input.crop_size)" + ("" if center_crop else
                                     "; pass --center_crop to crop a larger "
@@ -120,12 +120,12 @@ def parse_mean_levels(value: Union[str, Sequence[int], bool, None],
     try:
       value = [int(v) for v in value.split(",")]
     except ValueError:
-      raise ValueError(
+      raise errors.UserError(
           f"--mean_levels={value!r}: expected one of {sorted(modes)} or "
           f"{num_levels} comma-separated 0/1 flags (coarse -> fine).") from None
   flags_ = tuple(bool(v) for v in value)
   if len(flags_) != num_levels:
-    raise ValueError(f"--mean_levels has {len(flags_)} flags; the model has "
+    raise errors.UserError(f"--mean_levels has {len(flags_)} flags; the model has "
                      f"{num_levels} latent levels (coarse -> fine).")
   return flags_
 
@@ -135,6 +135,7 @@ def sample_image(config: ml_collections.ConfigDict, workdir: str,
                  mean_levels: Any = None, seed: int = 0,
                  center_crop: bool = False) -> dict[str, np.ndarray]:
   """Samples for one image [H, W, C] in [0, 1]; see the module docstring."""
+  validation.check_int(num_samples, "num_samples", what="samples to draw")
   _, height, width, channels = train_lib.network_input_shape(config)
   image = fit_image(image, height, width, channels, center_crop=center_crop)
   networks = networks_lib.make_networks(config.model)
@@ -194,24 +195,25 @@ def write_outputs(out: dict[str, np.ndarray], out_dir: str,
   return written
 
 
-def _define_flags() -> types.SimpleNamespace:
+def _define_flags(fv: flags.FlagValues = flags.FLAGS
+                  ) -> types.SimpleNamespace:
   """Flags exist only when run as a program: importing defines none."""
   return types.SimpleNamespace(
-      workdir=flags.DEFINE_string("workdir", None, "Trained workdir."),
-      image=flags.DEFINE_string("image", None, "Input image (.png or .npy)."),
-      out=flags.DEFINE_string("out", None, "Output folder."),
-      num_samples=flags.DEFINE_integer("num_samples", 16, "Samples to draw."),
+      workdir=flags.DEFINE_string("workdir", None, "Trained workdir.", flag_values=fv),
+      image=flags.DEFINE_string("image", None, "Input image (.png or .npy).", flag_values=fv),
+      out=flags.DEFINE_string("out", None, "Output folder.", flag_values=fv),
+      num_samples=flags.DEFINE_integer("num_samples", 16, "Samples to draw.", flag_values=fv),
       mean_levels=flags.DEFINE_string(
           "mean_levels", "full", "full | only_most_global | only_most_local, "
           "or one 0/1 flag per latent level, coarse -> fine (1 = use the "
-          "conditional prior mean)."),
+          "conditional prior mean).", flag_values=fv),
       center_crop=flags.DEFINE_bool(
           "center_crop", False, "Centre-crop a larger image to the model's "
-          "input size."),
-      seed=flags.DEFINE_integer("seed", 0, "Sampling seed."),
+          "input size.", flag_values=fv),
+      seed=flags.DEFINE_integer("seed", 0, "Sampling seed.", flag_values=fv),
       config=config_flags.DEFINE_config_file(
           "config", None, "Override the workdir's config.json.",
-          lock_config=True),
+          lock_config=True, flag_values=fv),
   )
 
 
@@ -221,10 +223,23 @@ def main(argv, f: types.SimpleNamespace):
   for name in ("workdir", "image", "out"):
     if not getattr(f, name).value:
       raise app.UsageError(f"--{name} is required.")
+  # Reliability hook (issue 16): every flag and the image checked first.
+  validation.check_sample(f.workdir.value, f.image.value, f.out.value,
+                          num_samples=f.num_samples.value)
   config: Optional[ml_collections.ConfigDict] = f.config.value
   if config is None:
-    config = config_lib.load_workdir_config(f.workdir.value)
-  out = sample_image(config, f.workdir.value, load_image(f.image.value),
+    try:
+      config = config_lib.load_workdir_config(f.workdir.value)
+    except (OSError, ValueError) as e:
+      raise errors.UserError(f"--workdir={f.workdir.value}: {e}") from None
+  validation.check_model(config)
+  try:
+    image = load_image(f.image.value)
+  except errors.UserError:
+    raise
+  except (OSError, ValueError) as e:  # unreadable PNG / .npy
+    raise errors.UserError(f"--image={f.image.value}: {e}") from None
+  out = sample_image(config, f.workdir.value, image,
                      num_samples=f.num_samples.value,
                      mean_levels=f.mean_levels.value, seed=f.seed.value,
                      center_crop=f.center_crop.value)
@@ -234,4 +249,4 @@ def main(argv, f: types.SimpleNamespace):
 
 if __name__ == "__main__":
   sys.argv = config_lib.resolve_config_flags(sys.argv)
-  app.run(functools.partial(main, f=_define_flags()))
+  cli.run(main, _define_flags)

@@ -11,7 +11,9 @@
   `scalars` / `images` / `text` plugin metadata with the matching data class,
   images as TensorBoard's [width, height, png...] string tensors;
 - `<workdir>/metrics.jsonl`: one JSON object per write, `{"step": s, ...}`,
-  easy to read back in tests and notebooks.
+  easy to read back in tests and notebooks. A resumed run first drops the
+  lines a killed run wrote after its last checkpoint
+  (`drop_records_after`), so no step appears twice.
 
 Only process 0 writes (`enabled=jax.process_index() == 0` by the caller).
 Images are made by `hpunet.images`.
@@ -134,3 +136,31 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
   """Reads back a `metrics.jsonl` file."""
   with open(path, encoding="utf-8") as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def drop_records_after(path: str, step: int) -> int:
+  """Removes the `metrics.jsonl` lines of steps > `step`; returns how many.
+
+  The file is rewritten through a temporary file and a rename, so a crash
+  leaves either the old or the new content. A torn last line (a kill during
+  a write) is dropped too.
+  """
+  path = epath.Path(path)
+  if not path.exists():
+    return 0
+  kept, dropped = [], 0
+  for line in path.read_text().splitlines():
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      dropped += 1
+      continue
+    if int(record.get("step", 0)) > step:
+      dropped += 1
+    else:
+      kept.append(line)
+  if dropped:
+    tmp = path.parent / (path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+  return dropped

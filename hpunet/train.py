@@ -66,7 +66,9 @@ import numpy as np
 import optax
 
 from hpunet import checkpointing
+from hpunet import cli
 from hpunet import config_lib
+from hpunet import errors
 from hpunet import evaluation
 from hpunet import geco
 from hpunet import images
@@ -75,6 +77,7 @@ from hpunet import objectives
 from hpunet import sharding
 from hpunet import summary_writer as summary_lib
 from hpunet import tasks
+from hpunet import validation
 
 Array = jax.Array
 Batch = Mapping[str, Array]
@@ -95,7 +98,7 @@ class TrainResult(NamedTuple):
   state: TrainState
   metrics: dict[str, float]  # last logged training metrics (+ eval ones).
   num_compilations: int  # times the train step was traced (1 = no recompile).
-  stopped_early: bool  # True after a preemption (SIGTERM) checkpoint.
+  stopped_early: bool  # True after a preemption (SIGTERM/Ctrl-C) checkpoint.
 
 
 # ----------------------------------------------------------------------------
@@ -466,9 +469,12 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str,
 
   Raises:
     FileNotFoundError: no (complete) checkpoint in the workdir.
-    ValueError: the config's model does not match the checkpoint's.
+    errors.UserError: (a ValueError) the config's model does not match the
+      checkpoint's, or the checkpoint is damaged (one line each).
   """
-  checkpointer = checkpointing.Checkpointer(workdir, async_save=False)
+  # Read-only: a mistyped workdir is never created (issue 16).
+  checkpointer = checkpointing.Checkpointer(workdir, async_save=False,
+                                            read_only=True)
   try:
     steps = checkpointer.all_steps()
     if not steps:
@@ -482,16 +488,29 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str,
                               f"{checkpointer.directory} (have {steps}).")
     mesh = Mesh(np.asarray(jax.devices()).reshape(-1, 1), sharding.MESH_AXES)
     abstract = abstract_train_state(config, mesh)
+    # The model fields first (from the small JSON item), so a changed
+    # config is reported as such, and a failure after it is damage.
+    try:
+      meta = checkpointer.read_meta(step)
+    except Exception:  # pylint: disable=broad-except
+      meta = {}  # unreadable: the state restore below reports it
+    mismatch = _config_mismatch(config, meta)
+    if mismatch:
+      raise errors.UserError(
+          "The config does not match the checkpoint in "
+          f"{checkpointer.directory}: " + "; ".join(mismatch))
     try:
       state, meta = checkpointer.restore(step, abstract)
     except (ValueError, KeyError, TypeError) as e:
-      raise ValueError(
+      if meta:  # same model fields: the files are damaged.
+        raise errors.UserError(
+            f"The checkpoint at step {step} in {checkpointer.directory} is "
+            f"damaged ({' '.join(str(e).split())[:200]}); `python -m "
+            "hpunet.train` on this workdir moves it aside and resumes from "
+            "the previous one.") from e
+      raise errors.UserError(
           f"The checkpoint at step {step} in {checkpointer.directory} does not "
-          f"match config.model ({e}).") from e
-    mismatch = _config_mismatch(config, meta)
-    if mismatch:
-      raise ValueError("The config does not match the checkpoint in "
-                       f"{checkpointer.directory}: " + "; ".join(mismatch))
+          f"match config.model ({' '.join(str(e).split())[:200]}).") from e
   finally:
     checkpointer.close()
   params = jax.tree.map(lambda x: x.addressable_data(0), state.params)
@@ -579,8 +598,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   Raises:
     FloatingPointError: on a non-finite loss, naming the step and the last
       good checkpoint.
-    ValueError: on an inconsistent config / mesh / batch.
+    errors.UserError: (a ValueError) on an inconsistent config / mesh /
+      batch, or a checkpoint written under a different model, seed or task;
+      raised before anything is written to `workdir`.
+    errors.CheckpointSaveError: a checkpoint could not be written.
   """
+  # ---- Reliability hook (issue 16): every check before any work.
+  validation.check_train(config, workdir)
   jax.config.update("jax_threefry_partitionable", True)
   is_chief = jax.process_index() == 0
   # ---- Every check of the config, before anything is written, loaded or
@@ -594,11 +618,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                jax.process_count(), feed.local_batch_size,
                config.input.batch_size)
 
-  # epath: local folders and gs:// workdirs alike (TPU pods write to GCS).
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-  if is_chief:
-    (epath.Path(workdir) / "config.json").write_text(
-        config.to_json_best_effort(indent=2))
 
   # ---- Model, optimizer, state (shapes from the config), checkpoints.
   networks = networks_lib.make_networks(
@@ -610,17 +629,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       jax.random.key(config.seed), 3)
   checkpointer = checkpointing.Checkpointer(
       workdir, max_to_keep=config.max_checkpoints_to_keep)
-  start_step = checkpointer.latest_step() or 0
+  # ---- Reliability hook (issue 16): resume from the newest checkpoint that
+  # reads and verifies (damaged newer ones are moved aside), after checking
+  # that it was written under the same model / seed / task; only then is
+  # anything written to the workdir.
+  try:
+    restored = checkpointer.restore_newest(
+        abstract_train_state(config, mesh, networks=networks,
+                             optimizer=optimizer),
+        check_meta=lambda meta, step: validation.check_resume(
+            config, meta.get("config"), directory=checkpointer.directory,
+            step=step))
+  except BaseException:
+    checkpointer.close()
+    raise
+  start_step = restored[2] if restored else 0
+  if is_chief:
+    # epath: local folders and gs:// workdirs alike (TPU pods write to GCS).
+    (epath.Path(workdir) / "config.json").write_text(
+        config.to_json_best_effort(indent=2))
+    # Steps logged after the restored checkpoint by a killed run are
+    # logged again: drop the old lines.
+    summary_lib.drop_records_after(
+        os.path.join(workdir, "metrics.jsonl"), start_step)
   init_fn = make_init_fn(config, networks, optimizer, mesh)
-  if start_step:
-    abstract_state = abstract_train_state(config, mesh, networks=networks,
-                                          optimizer=optimizer)
-    state, meta = checkpointer.restore(start_step, abstract_state)
-    if int(meta.get("seed", config.seed)) != int(config.seed):
-      raise ValueError(
-          f"config.seed={config.seed} differs from the seed {meta['seed']} of "
-          f"the checkpoint in {checkpointer.directory}; a resumed run would "
-          "not continue the same RNG and data stream.")
+  if restored:
+    state = restored[0]
     logging.info("Resumed from step %d.", start_step)
   else:
     state = init_fn(init_rng)
@@ -667,6 +701,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   try:
     while step < num_steps:
       batch = next(batches)
+      checkpointer.raise_if_save_failed()  # issue 16: a full disk, at once.
       t0 = time.perf_counter()
       state, metrics = step_fn.fn(state, batch)
       if compile_time is None:
@@ -800,34 +835,50 @@ def _record(pending, history, checkpointer):
 # main: flags only.
 # ----------------------------------------------------------------------------
 
+_TMP_CHECKPOINT = ".orbax-checkpoint-tmp"
+
+
 class _DropOrbaxInfo(std_logging.Filter):
-  """Keeps orbax's per-save INFO chatter out of the console log."""
+  """Keeps orbax's per-save INFO chatter out of the console log.
+
+  Orbax's warnings and errors keep their message line but lose their
+  tracebacks: a failed save is reported in one line (CheckpointSaveError).
+  """
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return not (record.levelno <= std_logging.INFO and
-                f"{os.sep}orbax{os.sep}" in record.pathname)
+    if (record.name == "asyncio" or record.pathname.endswith(
+        f"{os.sep}base_events.py")) and _TMP_CHECKPOINT in str(record.msg % (
+            record.args or ())):
+      return False  # the writes of a failed save, reported in one line
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+      return True
+    if record.levelno <= std_logging.INFO:
+      return False
+    record.exc_info, record.exc_text = None, None
+    return True
 
 
 _DEFAULT_CONFIG = config_lib.config_path("synthetic")
 
 
-def _define_flags() -> types.SimpleNamespace:
+def _define_flags(fv: flags.FlagValues = flags.FLAGS
+                  ) -> types.SimpleNamespace:
   """Flags exist only when run as a program: importing defines none."""
   return types.SimpleNamespace(
       config=config_flags.DEFINE_config_file(
           "config", _DEFAULT_CONFIG, "Experiment config file "
           "(configs/<exp>.py, optionally with ':<arg>', e.g. ':smoke').",
-          lock_config=True),
+          lock_config=True, flag_values=fv),
       workdir=flags.DEFINE_string(
-          "workdir", None, "Directory for checkpoints and summaries."),
+          "workdir", None, "Directory for checkpoints and summaries.", flag_values=fv),
       coordinator_address=flags.DEFINE_string(
           "coordinator_address", None,
           "host:port of process 0 for jax.distributed (explicit multi-process "
-          "launch; alternatively set HPUNET_JAX_INIT=1 on a managed cluster)."),
+          "launch; alternatively set HPUNET_JAX_INIT=1 on a managed cluster).", flag_values=fv),
       num_processes=flags.DEFINE_integer(
-          "num_processes", None, "Number of processes (explicit launch)."),
+          "num_processes", None, "Number of processes (explicit launch).", flag_values=fv),
       process_id=flags.DEFINE_integer(
-          "process_id", None, "This process's id (explicit launch)."),
+          "process_id", None, "This process's id (explicit launch).", flag_values=fv),
   )
 
 
@@ -847,9 +898,12 @@ def main(argv, f: types.SimpleNamespace):
                jax.__version__, jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count(),
                jax.devices()[0].device_kind)
-  train_and_evaluate(f.config.value, f.workdir.value)
+  result = train_and_evaluate(f.config.value, f.workdir.value)
+  # A distinct exit code, so a restart loop can tell a preempted run from
+  # a finished one (errors.py, README "What happens when things go wrong").
+  return errors.PREEMPTED if result.stopped_early else errors.OK
 
 
 if __name__ == "__main__":
   sys.argv = config_lib.resolve_config_flags(sys.argv)
-  app.run(functools.partial(main, f=_define_flags()))
+  cli.run(main, _define_flags)
