@@ -26,6 +26,12 @@
 # Resuming: the trainer restores the newest checkpoint in WORKDIR, so after a
 # preemption or a stop, rerunning this script continues the run.
 #
+# Exit codes of the trainer (README, "What happens when things go wrong"):
+# 0 finished, 2 bad input, 3 non-finite loss, 4 a checkpoint could not be
+# written, 75 preempted (SIGTERM / Ctrl-C; a checkpoint was saved), 130 a
+# second Ctrl-C. With RESTARTS=N each worker reruns the trainer when it exits
+# with 75, up to N times; any other exit code ends the loop.
+#
 # Environment:
 #   NAME, ZONE, PROJECT (optional)  as for launch/create_tpu.sh.
 #   CONFIG         config file relative to the repository root, with an
@@ -42,6 +48,10 @@
 #   REMOTE_ENV     optional extra VAR=value words exported on the workers,
 #                  e.g. REMOTE_ENV="LIBTPU_INIT_ARGS=--xla_tpu_foo=true".
 #   DETACH         1 = start and return.
+#   RESTARTS       optional; restart the trainer on exit code 75 (preempted)
+#                  up to this many times (default 0). Stop such a run with
+#                  launch/ssh_all.sh 'kill -TERM -- -$(cat ~/hpunet_logs/train.pid)'
+#                  (the whole process group, so the loop ends too).
 #   SSH_FLAGS      optional extra flags for gcloud ssh.
 #
 # --dry_run prints every command (one per line, "+ " prefix) and runs none.
@@ -57,6 +67,9 @@ read_storage_env
 DETACH_ON="$(env_bool DETACH)"
 EXTRA_ARGS="${EXTRA_ARGS:-}"
 REMOTE_ENV="${REMOTE_ENV:-}"
+RESTARTS="${RESTARTS:-0}"
+check_format RESTARTS '^[0-9]+$' "a number of restarts >= 0, e.g. RESTARTS=3"
+PREEMPTED_EXIT_CODE=75  # hpunet/errors.py: PREEMPTED
 for var in EXTRA_ARGS REMOTE_ENV; do
   if [[ "${!var}" == *$'\n'* ]]; then
     die "$var must be one line (it is pasted into the workers' command line)."
@@ -77,6 +90,16 @@ if [[ -n "$EXTRA_ARGS" ]]; then
 fi
 if ((${#ARGS[@]})); then
   train_cmd="$train_cmd $(quote_cmd "${ARGS[@]}")"
+fi
+
+# The restart loop: rerun on "preempted" only; a bug or bad input ends it.
+if ((RESTARTS > 0)); then
+  loop="n=0; while :; do $train_cmd; rc=\$?;"
+  loop+=" if [ \$rc -ne $PREEMPTED_EXIT_CODE ] || [ \$n -ge $RESTARTS ];"
+  loop+=" then exit \$rc; fi; n=\$((n + 1));"
+  loop+=" echo \"hpunet.train was preempted (exit $PREEMPTED_EXIT_CODE):"
+  loop+=" restart \$n of $RESTARTS.\"; done"
+  train_cmd="bash -c $(shquote "$loop")"
 fi
 
 env_words="$(quote_cmd HPUNET_JAX_INIT=1 TFDS_DATA_DIR="$TFDS_DATA_DIR" \

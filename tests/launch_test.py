@@ -625,3 +625,24 @@ def test_shellcheck_clean():
       [shellcheck, "-x", *(f"launch/{s}" for s in SCRIPTS), "launch/common.sh"],
       cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
   assert result.returncode == 0, result.stdout
+
+
+def test_run_restarts_a_preempted_trainer_only(launcher):
+  """RESTARTS=N reruns the trainer on exit code 75 (preempted), N times."""
+  (worker,) = launcher.add_workers(1)
+  (worker / "hpunet").mkdir()
+  env = dict(RUN_ENV, FAKE_NUM_WORKERS="1", RESTARTS="2")
+  result = launcher.run("run_tpu.sh", dict(env, FAKE_TRAIN_RC="75"),
+                        dry_run=False)
+  assert result.returncode == 75, result.stderr
+  log = (worker / "hpunet_logs" / "train.log").read_text()
+  assert log.count("fake python on worker0:") == 3  # 1 run + 2 restarts
+  assert "restart 2 of 2." in log
+  time.sleep(1.1)  # a new log file name (it has the time in seconds)
+  result = launcher.run("run_tpu.sh", dict(env, FAKE_TRAIN_RC="2"),
+                        dry_run=False)
+  assert result.returncode == 2, result.stderr
+  log = (worker / "hpunet_logs" / "train.log").read_text()
+  assert log.count("fake python on worker0:") == 1  # bad input: no restart
+  bad = launcher.run("run_tpu.sh", dict(RUN_ENV, RESTARTS="x"))
+  assert bad.returncode != 0 and "RESTARTS='x' is not valid" in bad.stderr
