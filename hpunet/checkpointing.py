@@ -76,6 +76,7 @@ class Checkpointer:
     self.directory = os.path.join(base, "checkpoints")
     self._read_only = read_only
     self._saving_step = None  # the step of the last save started.
+    self._unchecked_save = False  # its outcome not looked at yet.
     self._save_failed = False
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
@@ -107,6 +108,7 @@ class Checkpointer:
     if crc is not None:
       meta = dict(meta, **{CRC_KEY: crc})
     self._saving_step = step
+    self._unchecked_save = True
     try:
       return self._manager.save(
           step,
@@ -145,11 +147,11 @@ class Checkpointer:
       return
     try:
       self._manager.check_for_errors()
-      if self._saving_step is not None and (
-          not self._manager.is_saving_in_progress()):
+      if self._unchecked_save and not self._manager.is_saving_in_progress():
         # The background save is over: joining it returns at once and
         # raises its error, if any (no cross-process barrier in there).
         self._manager.wait_until_finished()
+        self._unchecked_save = False
     except Exception as e:  # pylint: disable=broad-except
       raise self._save_error(e) from e
 
@@ -188,11 +190,12 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract_state),
             meta=ocp.args.JsonRestore()))
     meta = dict(out.meta)
-    if CRC_KEY in meta:
+    saved_crc = meta.pop(CRC_KEY, None)  # the caller gets its own meta back
+    if saved_crc is not None:
       crc = state_crc32(out.state)
-      if crc is not None and crc != meta[CRC_KEY]:
+      if crc is not None and crc != saved_crc:
         raise ValueError(f"the state's CRC32 {crc} differs from the "
-                         f"{meta[CRC_KEY]} recorded when it was saved")
+                         f"{saved_crc} recorded when it was saved")
     return out.state, meta
 
   def read_meta(self, step: int) -> dict[str, Any]:
