@@ -44,6 +44,7 @@ Plain JAX / orbax; no Haiku, no TensorFlow.
 
 from collections.abc import Callable
 import os
+import re
 import signal
 import threading
 import time
@@ -103,7 +104,12 @@ class Checkpointer:
     """
     if step in self._manager.all_steps():
       return False
-    self.raise_if_save_failed()
+    if self._unchecked_save:  # the previous save's outcome first
+      try:
+        self._manager.wait_until_finished()
+        self._unchecked_save = False
+      except Exception as e:  # pylint: disable=broad-except
+        raise self._save_error(e) from e
     crc = state_crc32(state)
     if crc is not None:
       meta = dict(meta, **{CRC_KEY: crc})
@@ -115,7 +121,7 @@ class Checkpointer:
           args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                   meta=ocp.args.JsonSave(meta)),
           force=force)
-    except OSError as e:
+    except Exception as e:  # pylint: disable=broad-except
       raise self._save_error(e) from e
 
   def _save_error(self, e: BaseException) -> errors.CheckpointSaveError:
@@ -124,8 +130,7 @@ class Checkpointer:
     cause = e
     while cause.__cause__ is not None or cause.__context__ is not None:
       cause = cause.__cause__ or cause.__context__
-    reason = str(cause).strip().splitlines()
-    reason = reason[0] if reason else type(cause).__name__
+    reason = _short_reason(cause)
     try:
       self._manager.reload()
       intact = self._manager.latest_step()
@@ -305,6 +310,19 @@ class Checkpointer:
           if quiet >= 4:
             break
           time.sleep(0.5)
+
+
+def _short_reason(error: BaseException) -> str:
+  """`[Errno 28] No space left on device` out of a tensorstore message."""
+  text = " ".join(str(error).split())
+  code = getattr(error, "errno", None)
+  match = re.search(r"os_error_code='?(\d+)", text)
+  if code is None and match:
+    code = int(match.group(1))
+  if code:
+    return f"[Errno {code}] {os.strerror(code)}"
+  return (text[:200] + "...") if len(text) > 200 else (
+      text or type(error).__name__)
 
 
 def state_crc32(state: Any) -> int | None:
