@@ -525,3 +525,26 @@ def test_drop_records_after(tmp_path):
   assert summary_writer.drop_records_after(str(path), 3) == 3
   assert [r["step"] for r in summary_writer.read_jsonl(str(path))] == [2, 3]
   assert summary_writer.drop_records_after(str(path), 3) == 0
+
+
+def test_read_only_commands_report_a_damaged_checkpoint_in_one_line(
+    tmp_path, capsys, two_checkpoints, synthetic_data_dir):
+  workdir = _copy(two_checkpoints, tmp_path)
+  path = _data_files(os.path.join(workdir, "checkpoints", "6"))[0]
+  os.truncate(path, os.path.getsize(path) // 2)
+  image = tmp_path / "image.npy"
+  np.save(image, np.full((32, 32), 0.5, np.float32))
+  before = _snapshot(workdir)
+  code, err = _run(evaluate, [
+      f"--config={_SMOKE}", f"--config.input.data_dir={synthetic_data_dir}",
+      f"--workdir={workdir}", f"--out_dir={tmp_path}/eval"], capsys)
+  assert code == errors.USER_ERROR
+  _assert_one_line(err, "The checkpoint at step 6", "is damaged",
+                   "moves it aside")
+  code, err = _run(sample, [f"--workdir={workdir}", f"--image={image}",
+                            f"--out={tmp_path}/samples"], capsys)
+  assert code == errors.USER_ERROR
+  _assert_one_line(err, "The checkpoint at step 6", "is damaged")
+  assert _snapshot(workdir) == before  # read-only: nothing moved
+  assert not (tmp_path / "samples").exists()
+  assert not (tmp_path / "eval").exists()
