@@ -1,15 +1,18 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
 """The errors a command reports in one line, and the commands' exit codes.
 
-| exit code | meaning |
-|---|---|
-| 0 | finished |
-| 1 | an unexpected error (a bug): the full traceback is printed |
-| 2 | bad input (`UserError`: a flag, a config field, a path, an image); nothing was written |
-| 3 | training stopped on a non-finite loss; the last good checkpoint is intact |
-| 4 | a checkpoint could not be written (`CheckpointSaveError`, e.g. a full disk); the previous one is intact |
-| 75 | `PREEMPTED`: SIGTERM or Ctrl-C; a checkpoint was saved, rerun the same command to resume |
-| 130 | a second Ctrl-C: stopped at once, without a new checkpoint |
+Exit codes:
+- 0: finished.
+- 1: an unexpected error (a bug); the full traceback is printed.
+- 2: bad input (`UserError`: a flag, a config field, a path, an image);
+  nothing was written.
+- 3: training stopped on a non-finite loss; the last good checkpoint is
+  intact.
+- 4: a checkpoint could not be written (`CheckpointSaveError`, e.g. a full
+  disk); the previous one is intact.
+- 75 (`PREEMPTED`): SIGTERM or Ctrl-C; a checkpoint was saved, rerun the
+  same command to resume.
+- 130: a second Ctrl-C; stopped at once, without a new checkpoint.
 
 Plain Python.
 """

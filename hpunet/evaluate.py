@@ -51,7 +51,6 @@ pipeline pads and masks); per-image values are gathered once and process 0
 writes the outputs.
 """
 
-import functools
 import json
 import os
 import sys
@@ -336,16 +335,20 @@ def _define_flags(fv: flags.FlagValues = flags.FLAGS
           "config", None, "Experiment config (configs/<exp>.py[:arg]).",
           lock_config=True, flag_values=fv),
       workdir=flags.DEFINE_string(
-          "workdir", None, "Training workdir; several (seeds) comma-separated.", flag_values=fv),
+          "workdir", None, "Training workdir; several (seeds) comma-separated.",
+          flag_values=fv),
       num_samples=flags.DEFINE_integer(
           "num_samples", None, "Prior samples per image (default: the task's, "
           "16, or 32 for Cityscapes cars).", flag_values=fv),
-      split=flags.DEFINE_string("split", "test", "TFDS split to evaluate.", flag_values=fv),
+      split=flags.DEFINE_string("split", "test", "TFDS split to evaluate.",
+                                flag_values=fv),
       max_batches=flags.DEFINE_integer("max_batches", None,
-                                       "Evaluate only this many batches.", flag_values=fv),
+                                       "Evaluate only this many batches.",
+                                       flag_values=fv),
       out_dir=flags.DEFINE_string(
           "out_dir", None,
-          "Output folder (default <workdir>/eval/<split>_step<N>).", flag_values=fv),
+          "Output folder (default <workdir>/eval/<split>_step<N>).",
+          flag_values=fv),
       cityscapes_gt_dir=flags.DEFINE_string(
           "cityscapes_gt_dir", None, "gtFine/val folder for the official "
           "Cityscapes AP (cityscapes_cars only).", flag_values=fv),

@@ -23,7 +23,6 @@ tile) to it. PNGs are scaled to [0, 1] by their dtype's maximum, `.npy`
 arrays must already be in [0, 1] (floats) or uint8.
 """
 
-import functools
 import os
 import sys
 import types
@@ -85,8 +84,8 @@ def fit_image(image: np.ndarray, height: int, width: int, channels: int, *,
         image[..., :1], image):  # grey stored as RGB
       image = image[..., :1]
     else:
-      raise errors.UserError(f"{source} has {image.shape[-1]} channels; the model "
-                       f"expects {channels}.")
+      raise errors.UserError(f"{source} has {image.shape[-1]} channels; the "
+                             f"model expects {channels}.")
   h, w = image.shape[:2]
   if (h, w) == (height, width):
     return image
@@ -125,8 +124,9 @@ def parse_mean_levels(value: Union[str, Sequence[int], bool, None],
           f"{num_levels} comma-separated 0/1 flags (coarse -> fine).") from None
   flags_ = tuple(bool(v) for v in value)
   if len(flags_) != num_levels:
-    raise errors.UserError(f"--mean_levels has {len(flags_)} flags; the model has "
-                     f"{num_levels} latent levels (coarse -> fine).")
+    raise errors.UserError(
+        f"--mean_levels has {len(flags_)} flags; the model has "
+        f"{num_levels} latent levels (coarse -> fine).")
   return flags_
 
 
@@ -199,10 +199,13 @@ def _define_flags(fv: flags.FlagValues = flags.FLAGS
                   ) -> types.SimpleNamespace:
   """Flags exist only when run as a program: importing defines none."""
   return types.SimpleNamespace(
-      workdir=flags.DEFINE_string("workdir", None, "Trained workdir.", flag_values=fv),
-      image=flags.DEFINE_string("image", None, "Input image (.png or .npy).", flag_values=fv),
+      workdir=flags.DEFINE_string("workdir", None, "Trained workdir.",
+                                  flag_values=fv),
+      image=flags.DEFINE_string("image", None, "Input image (.png or .npy).",
+                                flag_values=fv),
       out=flags.DEFINE_string("out", None, "Output folder.", flag_values=fv),
-      num_samples=flags.DEFINE_integer("num_samples", 16, "Samples to draw.", flag_values=fv),
+      num_samples=flags.DEFINE_integer("num_samples", 16, "Samples to draw.",
+                                       flag_values=fv),
       mean_levels=flags.DEFINE_string(
           "mean_levels", "full", "full | only_most_global | only_most_local, "
           "or one 0/1 flag per latent level, coarse -> fine (1 = use the "

@@ -870,15 +870,19 @@ def _define_flags(fv: flags.FlagValues = flags.FLAGS
           "(configs/<exp>.py, optionally with ':<arg>', e.g. ':smoke').",
           lock_config=True, flag_values=fv),
       workdir=flags.DEFINE_string(
-          "workdir", None, "Directory for checkpoints and summaries.", flag_values=fv),
+          "workdir", None, "Directory for checkpoints and summaries.",
+          flag_values=fv),
       coordinator_address=flags.DEFINE_string(
           "coordinator_address", None,
           "host:port of process 0 for jax.distributed (explicit multi-process "
-          "launch; alternatively set HPUNET_JAX_INIT=1 on a managed cluster).", flag_values=fv),
+          "launch; alternatively set HPUNET_JAX_INIT=1 on a managed cluster).",
+          flag_values=fv),
       num_processes=flags.DEFINE_integer(
-          "num_processes", None, "Number of processes (explicit launch).", flag_values=fv),
+          "num_processes", None, "Number of processes (explicit launch).",
+          flag_values=fv),
       process_id=flags.DEFINE_integer(
-          "process_id", None, "This process's id (explicit launch).", flag_values=fv),
+          "process_id", None, "This process's id (explicit launch).",
+          flag_values=fv),
   )
 
 

@@ -434,7 +434,8 @@ def test_no_restorable_checkpoint_is_one_line_and_moves_nothing(
 
 def test_a_full_disk_stops_the_run_at_once_in_one_line(
     tmp_path, capsys, monkeypatch, smoke_workdir, synthetic_data_dir):
-  from orbax.checkpoint._src.handlers import json_checkpoint_handler  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
   async def no_space(self, x, directory):
     del self, x, directory
