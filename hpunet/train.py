@@ -618,7 +618,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                jax.process_count(), feed.local_batch_size,
                config.input.batch_size)
 
-
   # ---- Model, optimizer, state (shapes from the config), checkpoints.
   networks = networks_lib.make_networks(
       config.model,
