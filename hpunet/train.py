@@ -51,7 +51,7 @@ import os
 import sys
 import time
 import types
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 from absl import app
 from absl import flags
@@ -584,13 +584,17 @@ def check_config(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> TrainResult:
+                       workdir: str, *,
+                       profile_steps: Optional[tuple[int, int]] = None
+                       ) -> TrainResult:
   """Trains (resuming from `workdir` if possible) and evaluates periodically.
 
   Args:
     config: an experiment config (`configs/*.py`).
     workdir: holds `checkpoints/`, `tensorboard/`, `metrics.jsonl` and
       `config.json`.
+    profile_steps: (start, end): trace the steps start..end-1 with
+      `jax.profiler` into `<workdir>/profile` (None: no trace).
 
   Returns:
     A `TrainResult`.
@@ -694,13 +698,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   last_metrics: dict[str, float] = {}
   pending = None  # (step, metrics on device) of the last dispatched step.
   timer = _StepTimer()
+  pace = _Pace()  # the ETA: all timed steps so far, not the last interval
+  profiler = _ProfilerRange(profile_steps, os.path.join(workdir, "profile"))
   compile_time = None
   stopped_early = False
   step = start_step
+  if step < num_steps:
+    logging.info("Compiling the train step (the first step includes it: "
+                 "seconds on an accelerator, about a minute or two on a "
+                 "CPU)...")
   try:
     while step < num_steps:
       batch = next(batches)
       checkpointer.raise_if_save_failed()  # issue 16: a full disk, at once.
+      profiler.before(step)
       t0 = time.perf_counter()
       state, metrics = step_fn.fn(state, batch)
       if compile_time is None:
@@ -711,6 +722,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         timer.restart(steps=-1)  # the first step is compilation
       step += 1
       timer.steps += 1
+      profiler.after(step, metrics)
       # Check the previous step's metrics while this one runs (one-step lag:
       # no host sync on the critical path).
       if pending is not None:
@@ -736,7 +748,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           scalars["perf/first_step_seconds"] = compile_time
         writer.write_scalars(step, scalars)
         last_metrics.update(scalars)
-        eta = (num_steps - step) / steps_per_sec if steps_per_sec else 0.0
+        pace.add(timer)
+        eta = pace.eta(num_steps - step)
         # GECO's multiplier only where there is one (not for the ELBO).
         lagmul = (f" lagmul {means['lagmul']:.4g}" if "lagmul" in means
                   else "")
@@ -790,6 +803,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     if pending is not None:
       _record(pending, history, checkpointer)
   finally:
+    profiler.close()
     checkpointer.close()
     writer.close()
     preemption.close()
@@ -798,6 +812,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                step, traces)
   return TrainResult(state=state, metrics=last_metrics,
                      num_compilations=traces, stopped_early=stopped_early)
+
+
+class _Pace:
+  """Seconds per step over every timed interval of this run (evaluations,
+  image summaries and compilation excluded), so the ETA does not swing with
+  the last interval."""
+
+  def __init__(self):
+    self.steps, self.seconds = 0, 0.0
+
+  def add(self, timer: "_StepTimer") -> None:
+    if timer.steps > 0:
+      self.steps += timer.steps
+      self.seconds += timer.elapsed()
+
+  def eta(self, remaining_steps: int) -> float:
+    return remaining_steps * self.seconds / self.steps if self.steps else 0.0
+
+
+class _ProfilerRange:
+  """A `jax.profiler` trace of the steps [start, end) into `log_dir`
+  (TensorBoard's profile plugin or Perfetto read it); off when None."""
+
+  def __init__(self, steps: Optional[tuple[int, int]], log_dir: str):
+    self._steps, self._log_dir, self._on = steps, log_dir, False
+
+  def before(self, step: int) -> None:
+    if self._steps and step == self._steps[0] and not self._on:
+      logging.info("Profiling steps %d-%d into %s.", self._steps[0],
+                   self._steps[1] - 1, self._log_dir)
+      jax.profiler.start_trace(self._log_dir)
+      self._on = True
+
+  def after(self, step: int, metrics) -> None:
+    if self._on and step >= self._steps[1]:
+      jax.block_until_ready(metrics)  # the traced steps end inside the trace
+      self.close()
+
+  def close(self) -> None:
+    if self._on:
+      jax.profiler.stop_trace()
+      self._on = False
+      logging.info("Profile written to %s.", self._log_dir)
 
 
 class _StepTimer:
@@ -811,8 +868,11 @@ class _StepTimer:
     self._start = time.perf_counter()
     self.steps = steps
 
+  def elapsed(self) -> float:
+    return time.perf_counter() - self._start
+
   def steps_per_sec(self) -> float:
-    elapsed = time.perf_counter() - self._start
+    elapsed = self.elapsed()
     return self.steps / elapsed if elapsed > 0 else 0.0
 
 
@@ -882,7 +942,38 @@ def _define_flags(fv: flags.FlagValues = flags.FLAGS
       process_id=flags.DEFINE_integer(
           "process_id", None, "This process's id (explicit launch).",
           flag_values=fv),
+      profile_steps=flags.DEFINE_list(
+          "profile_steps", None, "START,END: trace the train steps "
+          "START..END-1 with jax.profiler into <workdir>/profile (open it in "
+          "TensorBoard's profile tab or Perfetto).", flag_values=fv),
   )
+
+
+def parse_profile_steps(value) -> Optional[tuple[int, int]]:
+  """`--profile_steps=START,END` -> (START, END) with 0 <= START < END."""
+  if not value:
+    return None
+  try:
+    start, end = (int(v) for v in value)
+  except ValueError:
+    start = end = -1
+  if not 0 <= start < end:
+    raise errors.UserError(
+        f"--profile_steps={','.join(value)}: expected START,END with "
+        "0 <= START < END (e.g. 10,20).")
+  return start, end
+
+
+def next_commands(config_arg: str, workdir: str) -> str:
+  """What a user runs after training (printed when a run finishes)."""
+  return "\n".join([
+      "Next:",
+      f"  python -m hpunet.evaluate --config={config_arg} "
+      f"--workdir={workdir} --split=test",
+      f"  python -m hpunet.sample --workdir={workdir} --image=IMAGE.png "
+      f"--out={os.path.join(workdir, 'samples')}   (IMAGE.png: an image of "
+      "yours, .png or .npy)",
+      f"  tensorboard --logdir={os.path.join(workdir, 'tensorboard')}"])
 
 
 def main(argv, f: types.SimpleNamespace):
@@ -901,7 +992,13 @@ def main(argv, f: types.SimpleNamespace):
                jax.__version__, jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count(),
                jax.devices()[0].device_kind)
-  result = train_and_evaluate(f.config.value, f.workdir.value)
+  profile_steps = parse_profile_steps(f.profile_steps.value)
+  result = train_and_evaluate(f.config.value, f.workdir.value,
+                              profile_steps=profile_steps)
+  if not result.stopped_early and jax.process_index() == 0:
+    config_arg = next((a.split("=", 1)[1] for a in sys.argv
+                       if a.startswith("--config=")), _DEFAULT_CONFIG)
+    print(next_commands(config_arg, f.workdir.value), flush=True)
   # A distinct exit code, so a restart loop can tell a preempted run from
   # a finished one (errors.py, README "What happens when things go wrong").
   return errors.PREEMPTED if result.stopped_early else errors.OK

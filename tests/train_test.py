@@ -454,3 +454,32 @@ def test_sigterm_checkpoints_stops_and_resumes_exactly(
                jax.device_get(second.state),
                jax.device_get(reference.state))
   assert signal.getsignal(signal.SIGTERM) is handler  # restored
+
+
+def test_profile_steps_flag_and_next_commands():
+  from hpunet import errors  # pylint: disable=g-import-not-at-top
+  assert train.parse_profile_steps(None) is None
+  assert train.parse_profile_steps(["3", "5"]) == (3, 5)
+  for bad in (["5", "3"], ["-1", "2"], ["a", "b"], ["1"]):
+    with pytest.raises(errors.UserError, match="--profile_steps"):
+      train.parse_profile_steps(bad)
+  text = train.next_commands("configs/synthetic.py", "/w")
+  assert "python -m hpunet.evaluate --config=configs/synthetic.py --workdir=/w" in text
+  assert "python -m hpunet.sample --workdir=/w" in text
+  assert "tensorboard --logdir=/w/tensorboard" in text
+
+
+def test_pace_averages_every_timed_interval():
+  pace = train._Pace()
+
+  class Timer:
+    def __init__(self, steps, seconds):
+      self.steps, self._seconds = steps, seconds
+
+    def elapsed(self):
+      return self._seconds
+
+  pace.add(Timer(10, 1.0))
+  pace.add(Timer(10, 3.0))  # a slow interval moves the ETA, not to 3x
+  pace.add(Timer(0, 5.0))  # an interval without steps is skipped
+  assert pace.eta(100) == pytest.approx(20.0)
