@@ -261,7 +261,8 @@ def train_step(state: TrainState, batch: Batch, *,
     else:
       inputs = batch
     return objectives.objective(params, state.geco_state, rng, inputs,
-                                networks=networks, loss_config=loss_config)
+                                networks=networks, loss_config=loss_config,
+                                step=state.step)
 
   grads, (geco_state, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

@@ -244,3 +244,70 @@ def test_geco_objective_trains_the_multiplier_with_the_same_optimizer():
   with pytest.raises(ValueError, match="beta"):
     objectives.objective(params, state, jax.random.key(1), batch,
                          networks=networks, loss_config=dict(type="elbo"))
+
+
+# --- KL options beyond the papers (config.loss.kl_warmup_steps, free_bits,
+# kl_balancing): off by default, values checked by hand.
+
+
+def test_kl_term_without_options_is_the_plain_sum():
+  kls = [jnp.float32(0.5), jnp.float32(2.0), jnp.float32(7.5)]
+  loss, summaries = objectives.kl_term(kls, [1.0, 4.0, 16.0], step=3)
+  np.testing.assert_allclose(loss, 10.0)
+  np.testing.assert_allclose(summaries["kl_weight"], 1.0)
+
+
+def test_kl_warmup_is_linear_then_one():
+  kls = [jnp.float32(2.0), jnp.float32(6.0)]
+  for step, want in ((0, 0.0), (25, 2.0), (100, 8.0), (400, 8.0)):
+    loss, _ = objectives.kl_term(kls, [1.0, 4.0], step=step,
+                                 kl_warmup_steps=100)
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+
+
+def test_free_bits_floor_each_level_and_stop_its_gradient():
+  def loss(kls):
+    return objectives.kl_term(list(kls), [1.0, 4.0], step=0,
+                              free_bits=1.0)[0]
+  kls = jnp.array([0.25, 3.0])
+  np.testing.assert_allclose(loss(kls), 1.0 + 3.0)
+  # The level under the floor gets no gradient; the other one gets 1.
+  np.testing.assert_allclose(jax.grad(loss)(kls), [0.0, 1.0])
+
+
+def test_kl_balancing_weights_levels_by_kl_per_unit_during_warmup():
+  kls = [jnp.float32(0.99), jnp.float32(3.99)]
+  units = [1.0, 4.0]
+  # gamma ∝ (KL + 0.01) / units = (1, 1): equal use per unit, weights 1.
+  loss, s = objectives.kl_term(kls, units, step=0, kl_warmup_steps=10,
+                               kl_balancing=True)
+  np.testing.assert_allclose([s["kl_coeff_0"], s["kl_coeff_1"]], [1.0, 1.0],
+                             rtol=1e-6)
+  np.testing.assert_allclose(loss, 0.0)  # warm-up factor 0 at step 0
+  # A level using more than its share per unit is priced more:
+  # gamma ∝ (8, 1) -> normalised to mean 1: (16/9, 2/9).
+  kls = [jnp.float32(7.99), jnp.float32(3.99)]
+  loss, s = objectives.kl_term(kls, units, step=5, kl_warmup_steps=10,
+                               kl_balancing=True)
+  np.testing.assert_allclose([s["kl_coeff_0"], s["kl_coeff_1"]],
+                             [16 / 9, 2 / 9], rtol=1e-5)
+  np.testing.assert_allclose(loss, 0.5 * (16 / 9 * 7.99 + 2 / 9 * 3.99),
+                             rtol=1e-5)
+  # After the warm-up the weights are 1 again.
+  _, s = objectives.kl_term(kls, units, step=10, kl_warmup_steps=10,
+                            kl_balancing=True)
+  np.testing.assert_allclose([s["kl_coeff_0"], s["kl_coeff_1"]], [1.0, 1.0])
+
+
+def test_relative_latent_units_skip_empty_levels():
+  assert objectives.relative_latent_units((1, 1, 1, 1)) == [1, 4, 16, 64]
+  assert objectives.relative_latent_units((0, 0, 0, 2)) == [128]
+  assert objectives.relative_latent_units((6,)) == [6]
+
+
+@pytest.mark.parametrize("bad", [dict(kl_warmup_steps=-1),
+                                 dict(free_bits=-0.5),
+                                 dict(kl_balancing=True)])
+def test_kl_options_are_validated(bad):
+  with pytest.raises(ValueError, match="config.loss"):
+    objectives._loss_settings(dict(type="elbo", beta=1.0, **bad))
