@@ -23,7 +23,13 @@ each function returns plain JSON-ready dicts.
     posterior reconstructions (latents sampled from the posterior, as in
     training), by kind (label edges, spots, rings, blob interiors, the
     rest), with their mean CE, so the reconstruction floor that GECO's kappa
-    is compared with can be read off.
+    is compared with can be read off;
+  * `spot_codes` (hierarchical models): for each test image, its most
+    likely mode without spots and the same mode with spots, encoded by the
+    posterior (means): per latent level, at the cells that contain a spot,
+    how far the two posterior means lie from the prior's mean, in prior
+    standard deviations. A level that carries the spots has them apart; a
+    prior that covers both has them on either side of 0.
 """
 
 import collections
@@ -160,6 +166,39 @@ def _edges(mask):
   return edge
 
 
+def _spot_codes(codes, posterior_codes, params, image, modes, probs, valid):
+  """Appends, per level, the prior-standardised posterior means with and
+  without spots at the cells that hold a spot (see module docstring)."""
+  rows = np.arange(len(probs))
+  m0 = np.argmax(probs[:, :9], axis=1)  # most likely mode without spots
+  off, on = modes[rows, m0], modes[rows, m0 + 9]
+  spots = on & ~off  # [B, H, W]
+  full = lambda x: np.zeros((len(valid),) + x.shape[1:], x.dtype)
+  results = []
+  for seg in (off, on):
+    padded = full(seg)
+    padded[valid] = seg
+    posterior, prior = jax.device_get(posterior_codes(
+        params, image, jnp.asarray(padded, jnp.int32)))
+    results.append((posterior, prior))
+  (q_off, p_off), (q_on, _) = results
+  size = spots.shape[-1]
+  for level, (a, b, p) in enumerate(zip(q_on, q_off, p_off)):
+    if a is None:
+      continue
+    h = a.loc.shape[1]
+    cells = spots.reshape(len(spots), h, size // h, h, size // h).any((2, 4))
+    if not cells.any():
+      continue
+    scale = np.exp(p.log_scale[valid])
+    z_on = ((a.loc[valid] - p.loc[valid]) / scale)[cells]  # [cells, Z]
+    z_off = ((b.loc[valid] - p.loc[valid]) / scale)[cells]
+    codes[f"level_{level}/on"].append(float(np.mean(z_on)))
+    codes[f"level_{level}/off"].append(float(np.mean(z_off)))
+    codes[f"level_{level}/distance"].append(
+        float(np.mean(np.abs(z_on - z_off))))
+
+
 def diagnose(config: ml_collections.ConfigDict, workdir: str, *,
              num_samples: int = 16, split: str = "test", seed: int = 0,
              top_k_percentage: float = 0.02,
@@ -190,7 +229,15 @@ def diagnose(config: ml_collections.ConfigDict, workdir: str, *,
                                   img=image, mean=False)
     return losses.softmax_cross_entropy(logits, one_hot)  # [B, H, W]
 
+  @jax.jit
+  def posterior_codes(params, image, seg):
+    one_hot = jax.nn.one_hot(seg, networks.num_classes, dtype=image.dtype)
+    out = networks.reconstruct_full(params["model"], jax.random.key(0),
+                                    seg=one_hot, img=image, mean=True)
+    return out.posterior, out.prior
+
   rng = jax.random.fold_in(jax.random.key(seed), step)
+  codes = collections.defaultdict(list)
   soft = collections.defaultdict(list)
   per_level = collections.defaultdict(list)
   ce_all, kinds_all = [], []
@@ -219,6 +266,8 @@ def diagnose(config: ml_collections.ConfigDict, workdir: str, *,
           soft[f"{factor}/hedged"].extend(  # samples with 0.2 < P < 0.8
               ((((p_fg > 0.2) & (p_fg < 0.8)).mean(1) * r).sum((-2, -1))
                / n).tolist())
+    if len(levels) > 1:
+      _spot_codes(codes, posterior_codes, params, image, modes, probs, valid)
     # Posterior reconstructions of every grader, latents sampled.
     masks = np.asarray(batch["masks"]) > 0  # [B, H, W, G]
     for g in range(masks.shape[-1]):
@@ -264,4 +313,5 @@ def diagnose(config: ml_collections.ConfigDict, workdir: str, *,
   return {"step": step, "num_samples": num_samples,
           "soft": {k: mean(v) for k, v in soft.items()},
           "per_level": {k: mean(v) for k, v in per_level.items()},
+          "spot_codes": {k: mean(v) for k, v in codes.items()},
           "top_k": top_k}

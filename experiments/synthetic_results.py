@@ -3,7 +3,7 @@ r"""Regenerates every run, evaluation, table and figure of the README's
 "Results on the synthetic benchmark" section.
 
   python experiments/synthetic_results.py [--root=/tmp/hpunet/experiments] \
-      [--stages=train,eval,table] [--only=hpunet,spunet]
+      [--stages=train,eval,oracle,diagnose,table] [--only=hpunet,spunet]
 
 Stages (each skips what is already done, so the script can be re-run after an
 interruption; training resumes from its last checkpoint):
@@ -15,14 +15,26 @@ interruption; training resumes from its last checkpoint):
   seeds of each experiment into `experiments/results/<experiment>/`
   (results.json, results.md, per-run folders run<k>/ with figures) and the
   runs' training wall times into `runs.json` there.
+- oracle: the reference rows (`experiments/synthetic_diagnosis.oracle`):
+  samples drawn from the true mode distribution, 16 and 256 per image,
+  through the same metric code, into `experiments/results/oracle/`.
+- diagnose: for the experiments in `DIAGNOSED`, every seed: what the prior
+  samples per factor, per-level sampling, the composition of the top-2%
+  cross-entropy, the mode-frequency TV with 256 samples per image, and the
+  training trajectories (lambda, KL per level, top-k CE) from metrics.jsonl,
+  into `experiments/results/<experiment>/diagnosis.json`.
 - table: `experiments/results/table.md` and the README section between the
   `synthetic-results` markers.
+
+Committed results name the runs' workdirs relative to `--root`, so they hold
+no machine paths.
 
 Total cost on a 2-core CPU: about 110 minutes of training (11 runs: 10 of
 about 8 minutes, one of 25), about 10 minutes of evaluation.
 """
 
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -30,7 +42,11 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # this checkout's hpunet, also when not installed
 RESULTS = os.path.join(REPO, "experiments", "results")
+ORACLE = "oracle"  # experiments/results/oracle/
+ORACLE_SAMPLES = (16, 256)
+TV_SAMPLES = 256  # the "many samples per image" mode-frequency TV
 
 # experiment -> (config name, seeds, label, what it stands for[,
 #   --config.x=y overrides])
@@ -52,9 +68,30 @@ RUNS = {
     "kappa_0.4": ("synthetic", (0,), "HPU-Net, κ = 0.4",
                   "GECO target 0.4 nats per top-k pixel instead of 0.05",
                   ("--config.loss.kappa=0.4",)),
+    # Remedies for the collapsed coarse levels (hpunet/objectives.py):
+    # NVAE's KL warm-up and balancing, alone and with a GECO target above
+    # the measured top-2% floor (the diagnosis tables).
+    "kl_balance": ("synthetic", (0,), "HPU-Net, KL warm-up + balancing",
+                   "KL weight ramped over 1000 steps, NVAE KL balancing",
+                   ("--config.loss.kl_warmup_steps=1000",
+                    "--config.loss.kl_balancing=True")),
+    "kl_balance_kappa": ("synthetic", (0,),
+                         "HPU-Net, warm-up + balancing, κ = 0.5",
+                         "as kl_balance, GECO target 0.5 nats per top-k "
+                         "pixel (above the floor)",
+                         ("--config.loss.kl_warmup_steps=1000",
+                          "--config.loss.kl_balancing=True",
+                          "--config.loss.kappa=0.5")),
+    # The sPU-Net baseline's remedy for posterior collapse.
+    "spunet_warmup": ("synthetic_spunet", (0,), "sPU-Net, KL warm-up",
+                      "ELBO with the KL weight ramped over 1000 steps",
+                      ("--config.loss.kl_warmup_steps=1000",)),
 }
 # Training order: one seed of everything first, so an interrupted
 # regeneration still covers every row.
+# Experiment -> the seeds that get `diagnose` (the others: main table only).
+DIAGNOSED = {"hpunet": (0,), "spunet": (0,), "kl_balance": (0,),
+             "kl_balance_kappa": (0,), "spunet_warmup": (0,)}
 ORDER = ([(name, RUNS[name][1][0]) for name in RUNS] +
          [(name, s) for name in RUNS for s in RUNS[name][1][1:]])
 
@@ -123,14 +160,48 @@ def final_train_metrics(workdir: str) -> dict:
           "lagmul": last.get("train/lagmul")}
 
 
-def _evaluated(out_dir: str, workdirs, steps) -> bool:
+def _evaluated(out_dir: str, workdirs, steps, root: str) -> bool:
   """results.json exists for these workdirs at these (final) steps."""
   path = os.path.join(out_dir, "results.json")
   if not os.path.exists(path):
     return False
   with open(path, encoding="utf-8") as f:
     done = json.load(f)
-  return done["workdirs"] == ",".join(workdirs) and done["steps"] == steps
+  names = ",".join(os.path.relpath(w, root) for w in workdirs)
+  return done["workdirs"] == names and done["steps"] == steps
+
+
+def relative_workdirs(out_dir: str, root: str) -> None:
+  """Names the workdirs in the JSON files under `out_dir` relative to `root`
+  (`hpunet/seed0`), so committed results hold no machine paths."""
+  prefix = os.path.abspath(root).rstrip("/") + "/"
+  for folder, _, files in os.walk(out_dir):
+    for name in files:
+      if name.endswith(".json"):
+        path = os.path.join(folder, name)
+        with open(path, encoding="utf-8") as f:
+          text = f.read()
+        if prefix in text:
+          with open(path, "w", encoding="utf-8") as f:
+            f.write(text.replace(prefix, ""))
+
+
+def load_config(name: str):
+  """The config of an experiment with its `--config.x=y` overrides."""
+  from hpunet import config_lib  # pylint: disable=g-import-not-at-top
+  base, _, variant = RUNS[name][0].partition(":")
+  config = config_lib.load_config(base, variant or None)
+  for flag in overrides(name):
+    path, value = flag[len("--config."):].split("=", 1)
+    *parents, key = path.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    try:
+      node[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      node[key] = value
+  return config
 
 
 def evaluate(root: str, only) -> None:
@@ -147,9 +218,9 @@ def evaluate(root: str, only) -> None:
     runs = []
     for workdir in workdirs:
       with open(os.path.join(workdir, "wall_time.json"), encoding="utf-8") as f:
-        runs.append(dict(json.load(f), workdir=workdir,
+        runs.append(dict(json.load(f), workdir=os.path.relpath(workdir, root),
                          **final_train_metrics(workdir)))
-    if _evaluated(out_dir, workdirs, [r["step"] for r in runs]):
+    if _evaluated(out_dir, workdirs, [r["step"] for r in runs], root):
       print(f"{out_dir}: evaluated", flush=True)
     else:
       _run([sys.executable, "-m", "hpunet.evaluate",
@@ -157,8 +228,81 @@ def evaluate(root: str, only) -> None:
             "--workdir=" + ",".join(workdirs), "--split=test",
             "--num_samples=16", f"--out_dir={out_dir}"],
            os.path.join(root, name, "eval.log"))
+      relative_workdirs(out_dir, root)
     with open(os.path.join(out_dir, "runs.json"), "w", encoding="utf-8") as f:
       json.dump(runs, f, indent=2)
+
+
+def _bootstrap_table(per_image: dict) -> dict:
+  from hpunet import metrics  # pylint: disable=g-import-not-at-top
+  table = {}
+  for key, values in per_image.items():
+    b = metrics.bootstrap(values)
+    table[key] = {"mean": b.mean, "std": b.std, "num_images": b.num_images}
+  return table
+
+
+def oracle() -> None:
+  """The reference rows: samples from the true modes (module docstring)."""
+  import synthetic_diagnosis  # pylint: disable=g-import-not-at-top
+  out_dir = os.path.join(RESULTS, ORACLE)
+  path = os.path.join(out_dir, "results.json")
+  if os.path.exists(path):
+    print(f"{path}: done", flush=True)
+    return
+  config = load_config("hpunet")
+  result = {"split": "test", "dataset": config.input.dataset,
+            "by_num_samples": {}}
+  for n in ORACLE_SAMPLES:
+    r = synthetic_diagnosis.oracle(config, n, seed=0)
+    result["by_num_samples"][str(n)] = {
+        "table": _bootstrap_table(r["per_image"]),
+        "pooled_mode_tv": r["pooled_mode_tv"],
+        "num_images": len(r["per_image"]["ged"])}
+  os.makedirs(out_dir, exist_ok=True)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=1)
+
+
+def trajectory(workdir: str, steps=(250, 500, 1000, 1500, 2000)) -> dict:
+  """lambda, KL per level and the top-k CE per pixel at `steps` (the logged
+  step nearest to each), from a run's metrics.jsonl."""
+  from hpunet import summary_writer  # pylint: disable=g-import-not-at-top
+  records = [r for r in summary_writer.read_jsonl(
+      os.path.join(workdir, "metrics.jsonl")) if "train/kl_sum" in r]
+  out = []
+  for step in steps:
+    r = min(records, key=lambda r: abs(r["step"] - step))
+    kls = sorted((int(k[len("train/kl_"):]), v) for k, v in r.items()
+                 if k.startswith("train/kl_") and k[len("train/kl_"):].isdigit())
+    out.append({"step": r["step"], "lagmul": r.get("train/lagmul"),
+                "kl_per_level": [v for _, v in kls],
+                "rec_per_pixel": r.get("train/rec_loss_mean")})
+  return out
+
+
+def diagnose(root: str, only) -> None:
+  """diagnosis.json of the experiments in `DIAGNOSED` (module docstring)."""
+  import synthetic_diagnosis  # pylint: disable=g-import-not-at-top
+  for name in DIAGNOSED:
+    if only and name not in only:
+      continue
+    path = os.path.join(RESULTS, name, "diagnosis.json")
+    if os.path.exists(path):
+      print(f"{path}: done", flush=True)
+      continue
+    config = load_config(name)
+    runs = []
+    for seed in DIAGNOSED[name]:
+      workdir = run_dir(root, name, seed)
+      print(f"diagnosing {workdir}", flush=True)
+      runs.append({
+          "seed": seed,
+          "diagnosis": synthetic_diagnosis.diagnose(config, workdir),
+          "mode_tv": synthetic_diagnosis.mode_tv(config, workdir, TV_SAMPLES),
+          "trajectory": trajectory(workdir)})
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump({"runs": runs}, f, indent=1)
 
 
 # Table rows: (results.json key, label, better).
@@ -194,27 +338,78 @@ def _levels(runs) -> str:
   return " / ".join(f"{sum(v) / len(v):.2f}" for v in per_level)
 
 
-def markdown_tables(results, runs) -> str:
-  """The README tables from `results[name]` (results.json) and
-  `runs[name]` (runs.json) of the experiments present."""
+def _pooled_tv(result) -> str:
+  """Mode-frequency TV pooled over the test set, mean over seeds (seeds)."""
+  tvs = [p["mode_frequencies"]["total_variation"]
+         for p in result.get("pooled", []) if "mode_frequencies" in p]
+  if not tvs:
+    return "–"
+  cell = f"{sum(tvs) / len(tvs):.3f}"
+  return cell + (" (" + ", ".join(f"{t:.2f}" for t in tvs) + ")"
+                 if len(tvs) > 1 else "")
+
+
+def _tv_many(diagnosis, key) -> str:
+  """Mode TV with TV_SAMPLES samples per image, mean over seeds (seeds)."""
+  if not diagnosis:
+    return "–"
+  tvs = [r["mode_tv"][key] for r in diagnosis["runs"]]
+  cell = f"{sum(tvs) / len(tvs):.3f}"
+  return cell + (" (" + ", ".join(f"{t:.2f}" for t in tvs) + ")"
+                 if len(tvs) > 1 else "")
+
+
+ORACLE_LABEL = "Oracle (true modes)"
+
+
+def markdown_tables(results, runs, oracle_result=None, diagnoses=None) -> str:
+  """The README tables from `results[name]` (results.json), `runs[name]`
+  (runs.json), the oracle's results.json and `diagnoses[name]`
+  (diagnosis.json) of the experiments present."""
+  diagnoses = diagnoses or {}
   names = [n for n in RUNS if n in results]
-  lines = ["| metric | " + " | ".join(RUNS[n][2] for n in names) + " |",
-           "|---|" + "---|" * len(names)]
+  cols = ([ORACLE_LABEL] if oracle_result else []) + [RUNS[n][2]
+                                                       for n in names]
+  lines = ["| metric | " + " | ".join(cols) + " |",
+           "|---|" + "---|" * len(cols)]
+  few = str(ORACLE_SAMPLES[0])
+  many = str(TV_SAMPLES)
+  oracle_few = oracle_result["by_num_samples"][few] if oracle_result else None
+  oracle_many = (oracle_result["by_num_samples"][many] if oracle_result
+                 else None)
+
+  def row(label, oracle_cell, cells):
+    head = [oracle_cell] if oracle_result else []
+    lines.append(f"| {label} | " + " | ".join(head + cells) + " |")
+
   for key, label, better in METRIC_ROWS:
-    lines.append(f"| {label} {better} | " + " | ".join(
-        _cell(results[n]["table"], key) for n in names) + " |")
-  lines.append("| seeds × test images | " + " | ".join(
-      f"{results[n]['num_runs']} × {results[n]['num_images']}"
-      for n in names) + " |")
-  lines.append("| KL per latent level at the end, coarse → fine (nats) | "
-               + " | ".join(_levels(runs[n]) for n in names) + " |")
-  lines.append("| GECO λ at the end | " + " | ".join(
+    row(f"{label} {better}",
+        "–" if key.startswith("rec_") or not oracle_result
+        else _cell(oracle_few["table"], key),
+        [_cell(results[n]["table"], key) for n in names])
+  row(f"Mode-frequency total variation (pooled over the test set, {few} "
+      "samples) ↓", f"{oracle_few['pooled_mode_tv']:.3f}" if oracle_result
+      else "–", [_pooled_tv(results[n]) for n in names])
+  row(f"Mode-frequency total variation (per image, {many} samples) ↓",
+      _cell(oracle_many["table"], "mode_tv") if oracle_result else "–",
+      [_tv_many(diagnoses.get(n), "mode_tv_per_image") for n in names])
+  row(f"Mode-frequency total variation (pooled, {many} samples) ↓",
+      f"{oracle_many['pooled_mode_tv']:.3f}" if oracle_result else "–",
+      [_tv_many(diagnoses.get(n), "mode_tv_pooled") for n in names])
+  extra = lambda label, cells: row(label, "–", cells)
+  row("seeds × test images",
+      f"{oracle_few['num_images']} images" if oracle_result else "–",
+      [f"{results[n]['num_runs']} × {results[n]['num_images']}"
+       for n in names])
+  extra("KL per latent level at the end, coarse → fine (nats)",
+        [_levels(runs[n]) for n in names])
+  extra("GECO λ at the end", [
       "–" if runs[n][0].get("lagmul") is None else
       f"{sum(r['lagmul'] for r in runs[n]) / len(runs[n]):.2f}"
-      for n in names) + " |")
-  lines.append("| train minutes per run (2-core CPU) | " + " | ".join(
+      for n in names])
+  extra("train minutes per run (2-core CPU)", [
       f"{sum(r['seconds'] for r in runs[n]) / 60 / len(runs[n]):.1f}"
-      for n in names) + " |")
+      for n in names])
   text = "\n".join(lines) + "\n"
   for name in (n for n in ("hpunet", "hpunet_long") if n in results):
     table = results[name]["table"]
@@ -235,7 +430,118 @@ def markdown_tables(results, runs) -> str:
         cells.append(cell)
       lines.append(f"| {label} | " + " | ".join(cells) + " |")
     text += "\n".join(lines) + "\n"
-  return text
+  return text + diagnosis_tables(diagnoses)
+
+
+def _mean_over_runs(diagnosis, section, key):
+  values = [r["diagnosis"][section][key] for r in diagnosis["runs"]]
+  return sum(values) / len(values)
+
+
+def diagnosis_tables(diagnoses) -> str:
+  """The diagnosis tables of the experiments in `diagnoses` (means over
+  their seeds; see experiments/synthetic_diagnosis.py)."""
+  names = [n for n in RUNS if n in diagnoses]
+  if not names:
+    return ""
+  head = "| | " + " | ".join(RUNS[n][2] for n in names) + " |"
+  rule = "|---|" + "---|" * len(names)
+  text = ["", "What the prior samples, per factor (16 samples per test image: "
+          "the true P(foreground) inside the factor's pixels, the sampled "
+          "P(foreground), and how often the argmax sample draws it):", "",
+          head, rule]
+  for factor, label in FACTORS:
+    for key, what in (("p_true", "true P"), ("p_sampled", "sampled P"),
+                      ("argmax_rate", "argmax rate")):
+      text.append(f"| {label}: {what} | " + " | ".join(
+          f"{_mean_over_runs(diagnoses[n], 'soft', f'{factor}/{key}'):.3f}"
+          for n in names) + " |")
+  hier = [n for n in names if any(
+      k.startswith("only_level_")
+      for k in diagnoses[n]["runs"][0]["diagnosis"]["per_level"])]
+  if hier:
+    text += ["", "Sampling one latent level at a time (the others at their "
+             "prior mean): sampled / true label variance per factor, "
+             "spots / blobs / rings:", "",
+             "| level sampled | " + " | ".join(RUNS[n][2] for n in hier) + " |",
+             "|---|" + "---|" * len(hier)]
+    levels = sorted({k.split("/")[0] for n in hier
+                     for k in diagnoses[n]["runs"][0]["diagnosis"]["per_level"]
+                     if k.startswith("only_level_")})
+    for level in ["full"] + levels:
+      cells = []
+      for n in hier:
+        per = diagnoses[n]["runs"][0]["diagnosis"]["per_level"]
+        if f"{level}/spots" not in per:
+          cells.append("–")
+          continue
+        cells.append(" / ".join(
+            f"{_mean_over_runs(diagnoses[n], 'per_level', f'{level}/{f}'):.2f}"
+            for f, _ in FACTORS))
+      label = "all" if level == "full" else level.replace("only_level_", "")
+      text.append(f"| {label} | " + " | ".join(cells) + " |")
+  coded = [n for n in hier if diagnoses[n]["runs"][0]["diagnosis"].get(
+      "spot_codes")]
+  if coded:
+    text += ["", "Where the posterior puts the spots: for each test image its "
+             "most likely mode without spots and the same mode with spots, "
+             "posterior means at the latent cells that hold a spot, in prior "
+             "standard deviations from the prior's mean (with spots / "
+             "without):", "",
+             "| level | " + " | ".join(RUNS[n][2] for n in coded) + " |",
+             "|---|" + "---|" * len(coded)]
+    levels = sorted({k.split("/")[0] for n in coded for k in
+                     diagnoses[n]["runs"][0]["diagnosis"]["spot_codes"]})
+    for level in levels:
+      cells = []
+      for n in coded:
+        if f"{level}/on" not in diagnoses[n]["runs"][0]["diagnosis"][
+            "spot_codes"]:
+          cells.append("–")
+          continue
+        on = _mean_over_runs(diagnoses[n], "spot_codes", f"{level}/on")
+        off = _mean_over_runs(diagnoses[n], "spot_codes", f"{level}/off")
+        cells.append(f"{on:+.2f} / {off:+.2f}")
+      text.append(f"| {level.replace('level_', '')} | " + " | ".join(cells)
+                  + " |")
+  text += ["", "The top-2% cross-entropy of the posterior reconstructions "
+           "(latents drawn from the posterior, as in training; test split): "
+           "which pixels it is made of:", "", head, rule]
+  kinds = (("label_edges", "label-edge pixels"), ("spots", "spots"),
+           ("rings", "rings"), ("blob_interiors", "blob interiors"),
+           ("rest", "the rest"))
+
+  def top_k(n, fn):
+    values = [fn(r["diagnosis"]["top_k"]) for r in diagnoses[n]["runs"]]
+    return sum(values) / len(values)
+
+  for kind, label in kinds:
+    text.append(f"| share of the top 2% (of all pixels): {label} | " + " | ".join(
+        f"{top_k(n, lambda t: t['by_kind'][kind]['share_of_top_k']):.2f} "
+        f"({top_k(n, lambda t: t['by_kind'][kind]['share_of_pixels']):.3f})"
+        for n in names) + " |")
+  for key, label in (("mean_ce_top_k", "mean CE of the top 2% (nats/px)"),
+                     ("mean_ce_stochastic_top_k",
+                      "mean CE of the stochastic top 2% (the training loss)"),
+                     ("mean_ce_top_k_edges_only",
+                      "… if every non-edge pixel were perfect"),
+                     ("mean_ce_all", "mean CE of all pixels")):
+    text.append(f"| {label} | " + " | ".join(
+        f"{top_k(n, lambda t: t[key]):.3f}" for n in names) + " |")
+  geco = [n for n in names
+          if diagnoses[n]["runs"][0]["trajectory"][0]["lagmul"] is not None]
+  if geco:
+    text += ["", "Training trajectories (seed of the first run): GECO λ, KL "
+             "per level coarse → fine (nats), top-k CE per pixel:", "",
+             "| step | " + " | ".join(RUNS[n][2] for n in geco) + " |",
+             "|---|" + "---|" * len(geco)]
+    trajectories = [diagnoses[n]["runs"][0]["trajectory"] for n in geco]
+    for points in zip(*trajectories):
+      text.append(f"| {points[0]['step']} | " + " | ".join(
+          f"λ {p['lagmul']:.2f}; KL "
+          + " / ".join(f"{k:.2f}" for k in p["kl_per_level"])
+          + f"; CE {p['rec_per_pixel']:.3f}" for p in points) + " |")
+  return "\n".join(text) + "\n"
 
 
 BEGIN = "<!-- synthetic-results:begin (experiments/synthetic_results.py) -->"
@@ -266,23 +572,34 @@ def load_results(name: str) -> dict:
   return results
 
 
-def load_all() -> tuple[dict, dict]:
-  """(results, runs) by experiment, for those evaluated so far."""
-  results, runs = {}, {}
+def _load_json(*parts):
+  path = os.path.join(RESULTS, *parts)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def load_all() -> tuple[dict, dict, dict, dict]:
+  """(results, runs, oracle, diagnoses): results and runs by experiment for
+  those evaluated so far, the oracle's results (or None), and the
+  diagnosis.json of the experiments diagnosed so far."""
+  results, runs, diagnoses = {}, {}, {}
   for name in RUNS:
     if os.path.exists(os.path.join(RESULTS, name, "results.json")):
       results[name] = load_results(name)
-      with open(os.path.join(RESULTS, name, "runs.json"),
-                encoding="utf-8") as f:
-        runs[name] = json.load(f)
-  return results, runs
+      runs[name] = _load_json(name, "runs.json")
+    diagnosis = _load_json(name, "diagnosis.json")
+    if diagnosis is not None:
+      diagnoses[name] = diagnosis
+  return results, runs, _load_json(ORACLE, "results.json"), diagnoses
 
 
 def table() -> None:
-  results, runs = load_all()
+  results, runs, oracle_result, diagnoses = load_all()
   if not results:
     raise FileNotFoundError(f"No results in {RESULTS}: run the eval stage.")
-  body = markdown_tables(results, runs)
+  body = markdown_tables(results, runs, oracle_result, diagnoses)
   with open(os.path.join(RESULTS, "table.md"), "w", encoding="utf-8") as f:
     f.write(body)
   readme = os.path.join(REPO, "README.md")
@@ -296,7 +613,7 @@ def table() -> None:
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", default="/tmp/hpunet/experiments")
-  parser.add_argument("--stages", default="train,eval,table")
+  parser.add_argument("--stages", default="train,eval,oracle,diagnose,table")
   parser.add_argument("--only", default="",
                       help="Comma-separated experiments (default: all).")
   args = parser.parse_args(argv)
@@ -308,6 +625,8 @@ def main(argv=None):
   stages = [s for s in args.stages.split(",") if s]
   stage_fns = {"train": lambda: train(args.root, only),
                "eval": lambda: evaluate(args.root, only),
+               "oracle": oracle,
+               "diagnose": lambda: diagnose(args.root, only),
                "table": table}
   for stage in stages:
     if stage not in stage_fns:

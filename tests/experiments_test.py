@@ -5,6 +5,7 @@ README shows exactly what the committed results.json files say."""
 import importlib.util
 import os
 
+import numpy as np
 import pytest
 
 from hpunet import config_lib
@@ -109,15 +110,77 @@ def test_replace_between_markers():
 
 
 def test_readme_shows_the_committed_results():
-  results, runs = exp.load_all()
+  results, runs, oracle, diagnoses = exp.load_all()
   assert set(results) == set(exp.RUNS), "results missing for some runs"
+  assert oracle is not None, "the oracle rows are missing"
+  assert set(diagnoses) == set(exp.DIAGNOSED), "diagnoses missing"
   for name, r in results.items():
     assert r["num_runs"] == len(exp.RUNS[name][1]) and r["split"] == "test"
     for fig in r["figures"]:
       assert os.path.isfile(os.path.join(exp.RESULTS, name, fig)), fig
-  body = exp.markdown_tables(results, runs)
+  body = exp.markdown_tables(results, runs, oracle, diagnoses)
   with open(os.path.join(_REPO, "README.md"), encoding="utf-8") as f:
     readme = f.read()
   assert exp.replace_between_markers(readme, body) == readme
   with open(os.path.join(exp.RESULTS, "table.md"), encoding="utf-8") as f:
     assert f.read() == body
+
+
+def _load_diagnosis():
+  path = os.path.join(_REPO, "experiments", "synthetic_diagnosis.py")
+  spec = importlib.util.spec_from_file_location("synthetic_diagnosis", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_label_edges_are_the_pixels_next_to_the_other_label():
+  diagnosis = _load_diagnosis()
+  mask = np.zeros((5, 5), bool)
+  mask[1:3, 1:3] = True
+  edges = diagnosis._edges(mask)
+  # The 2x2 square is all edge; so are its 4-neighbours outside.
+  assert edges[1:3, 1:3].all()
+  assert edges[0, 1] and edges[3, 2] and edges[1, 0] and edges[2, 3]
+  assert not edges[0, 0] and not edges[4, 4] and not edges[3, 3]
+  assert edges.sum() == 4 + 8
+
+
+def test_oracle_is_the_metrics_floor(synthetic_data_dir):
+  diagnosis = _load_diagnosis()
+  config = config_lib.load_config("synthetic", "smoke")
+  config.input.data_dir = synthetic_data_dir
+  result = diagnosis.oracle(config, 16, seed=0)
+  mean = result["mean"]
+  assert mean["rec_iou"] == 1.0  # the graders' own masks
+  # Samples from the true distribution vary exactly as the truth, up to
+  # sampling noise: every factor's variance ratio is near 1.
+  for factor in ("spots", "blobs", "rings"):
+    assert 0.8 < mean[f"var_full_{factor}"] < 1.2, (factor, mean)
+  # 64 images x 16 draws over 18 modes: the pooled frequencies are close to
+  # the expected ones, each image's own 16 draws are not.
+  assert result["pooled_mode_tv"] < 0.08
+  assert mean["mode_tv"] > 0.25
+  # GED^2 against the modes is small but not 0 (16 samples).
+  assert 0.0 < mean["ged_modes"] < 0.1
+  assert len(result["per_image"]["ged"]) == 64
+
+
+def test_diagnose_a_trained_run(smoke_workdir, synthetic_data_dir):
+  diagnosis = _load_diagnosis()
+  config = config_lib.load_config("synthetic", "smoke")
+  config.input.data_dir = synthetic_data_dir
+  result = diagnosis.diagnose(config, smoke_workdir, num_samples=4,
+                              max_batches=1)
+  shares = [v["share_of_top_k"] for v in result["top_k"]["by_kind"].values()]
+  assert abs(sum(shares) - 1.0) < 1e-6
+  pixels = [v["share_of_pixels"] for v in result["top_k"]["by_kind"].values()]
+  assert abs(sum(pixels) - 1.0) < 1e-6
+  top_k = result["top_k"]
+  assert top_k["mean_ce_top_k"] >= top_k["mean_ce_stochastic_top_k"] - 1e-6
+  assert top_k["mean_ce_top_k"] >= top_k["mean_ce_all"]
+  for factor in ("spots", "blobs", "rings"):
+    assert 0.0 <= result["soft"][f"{factor}/p_sampled"] <= 1.0
+  # The smoke model has latents on several levels: one row per level.
+  assert any(k.startswith("only_level_") for k in result["per_level"])
+  assert any(k.endswith("/distance") for k in result["spot_codes"])
