@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hpunet import evaluate as evaluate_lib
+from hpunet import train as train_lib
 from hpunet import input_pipeline
 from hpunet import losses
 from hpunet import metrics as metrics_lib
@@ -114,7 +114,7 @@ def oracle(config: ml_collections.ConfigDict, num_samples: int, *,
 
 
 def _restore(config, workdir):
-  params, step = evaluate_lib.restore_params(config, workdir)
+  params, step = train_lib.restore_params(config, workdir)
   return networks_lib.make_networks(config.model), params, step
 
 
