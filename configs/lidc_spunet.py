@@ -66,6 +66,8 @@ def get_config(arg=None):
       top_k_percentage=config_dict.placeholder(float),
       deterministic_top_k=False,
       weight_decay=1e-5,
+      # Options beyond the papers, off (hpunet/objectives.py).
+      kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
   ))
 
   # --- Learning-rate schedule (the sPU-Net paper's, see above).

@@ -52,7 +52,8 @@ def get_config(arg=None):
   config.loss = ml_collections.ConfigDict(dict(
       type="elbo", kappa=config_dict.placeholder(float), beta=1.0,
       top_k_percentage=config_dict.placeholder(float),
-      deterministic_top_k=False, weight_decay=1e-5))
+      deterministic_top_k=False, weight_decay=1e-5,
+      kl_warmup_steps=0, free_bits=0.0, kl_balancing=False))
   if arg == "smoke":
     config.model.channels_per_block = (4, 8, 8)
     config.model.convs_per_block = 2

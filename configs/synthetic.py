@@ -93,10 +93,8 @@ def get_config(arg=None):
       top_k_percentage=0.02,
       deterministic_top_k=False,
       weight_decay=1e-5,
-      # Options beyond the papers, off here (hpunet/objectives.py).
-      kl_warmup_steps=0,
-      free_bits=0.0,
-      kl_balancing=False,
+      # Options beyond the papers, off (hpunet/objectives.py).
+      kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
   ))
 
   # --- Optimizer and learning-rate schedule.

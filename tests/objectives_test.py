@@ -311,3 +311,18 @@ def test_relative_latent_units_skip_empty_levels():
 def test_kl_options_are_validated(bad):
   with pytest.raises(ValueError, match="config.loss"):
     objectives._loss_settings(dict(type="elbo", beta=1.0, **bad))
+
+
+def test_every_config_keeps_the_papers_objective():
+  """The KL options exist in every config (so --config.loss.* works) and
+  are off: the paper configs train the faithful objective."""
+  from hpunet import config_lib  # pylint: disable=g-import-not-at-top
+  import glob  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  configs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), "configs", "*.py"))
+  assert len(configs) >= 10
+  for path in configs:
+    loss = config_lib.load_config(path).loss
+    assert (loss.kl_warmup_steps, loss.free_bits, loss.kl_balancing) == (
+        0, 0.0, False), path
