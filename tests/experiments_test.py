@@ -13,9 +13,9 @@ from hpunet import config_lib
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load():
-  path = os.path.join(_REPO, "experiments", "synthetic_results.py")
-  spec = importlib.util.spec_from_file_location("synthetic_results", path)
+def _load(name="synthetic_results"):
+  path = os.path.join(_REPO, "experiments", name + ".py")
+  spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -126,16 +126,8 @@ def test_readme_shows_the_committed_results():
     assert f.read() == body
 
 
-def _load_diagnosis():
-  path = os.path.join(_REPO, "experiments", "synthetic_diagnosis.py")
-  spec = importlib.util.spec_from_file_location("synthetic_diagnosis", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_label_edges_are_the_pixels_next_to_the_other_label():
-  diagnosis = _load_diagnosis()
+  diagnosis = _load("synthetic_diagnosis")
   mask = np.zeros((5, 5), bool)
   mask[1:3, 1:3] = True
   edges = diagnosis._edges(mask)
@@ -147,7 +139,7 @@ def test_label_edges_are_the_pixels_next_to_the_other_label():
 
 
 def test_oracle_is_the_metrics_floor(synthetic_data_dir):
-  diagnosis = _load_diagnosis()
+  diagnosis = _load("synthetic_diagnosis")
   config = config_lib.load_config("synthetic", "smoke")
   config.input.data_dir = synthetic_data_dir
   result = diagnosis.oracle(config, 16, seed=0)
@@ -167,7 +159,7 @@ def test_oracle_is_the_metrics_floor(synthetic_data_dir):
 
 
 def test_diagnose_a_trained_run(smoke_workdir, synthetic_data_dir):
-  diagnosis = _load_diagnosis()
+  diagnosis = _load("synthetic_diagnosis")
   config = config_lib.load_config("synthetic", "smoke")
   config.input.data_dir = synthetic_data_dir
   result = diagnosis.diagnose(config, smoke_workdir, num_samples=4,
