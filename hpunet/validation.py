@@ -253,6 +253,19 @@ def _check_loss(config) -> None:
                  low=0, high=1, low_open=True)
   if loss.get("weight_decay") is not None:
     check_number(loss.weight_decay, "config.loss.weight_decay", low=0)
+  # The KL options beyond the papers (objectives.py), off when absent.
+  warmup = loss.get("kl_warmup_steps") or 0
+  if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) \
+      or warmup < 0:
+    raise UserError(f"config.loss.kl_warmup_steps={warmup!r}: expected an "
+                    "integer >= 0 (0 = no KL warm-up).")
+  if loss.get("free_bits") is not None:
+    check_number(loss.free_bits, "config.loss.free_bits", low=0,
+                 what="nats per latent level, 0 = off")
+  if loss.get("kl_balancing") and not warmup:
+    raise UserError("config.loss.kl_balancing=True needs "
+                    "config.loss.kl_warmup_steps > 0: as in NVAE, the "
+                    "balancing acts during the KL warm-up only.")
 
 
 def _check_optimizer(config) -> None:

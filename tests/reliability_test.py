@@ -121,6 +121,11 @@ _TRAIN_CASES = [
      ["config.input.crop_size=(16, 16)", "multiple of", "= 32"]),
     (["--config.loss.type=mse"], ["config.loss.type='mse'", "geco"]),
     (["--config.loss.kappa=-1.0"], ["config.loss.kappa=-1.0"]),
+    (["--config.loss.kl_warmup_steps=-5"], ["config.loss.kl_warmup_steps=-5",
+                                           "integer >= 0"]),
+    (["--config.loss.free_bits=-0.5"], ["config.loss.free_bits=-0.5"]),
+    (["--config.loss.kl_balancing=True"], ["config.loss.kl_balancing=True",
+                                          "kl_warmup_steps > 0"]),
     (["--config.foo=1"], ["--config.foo=1", "no field 'foo'"]),
     (["--config.log_every_steps=x"], ["--config.log_every_steps=x"]),
 ]
