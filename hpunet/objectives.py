@@ -19,9 +19,10 @@ beta, top_k_percentage (None disables top-k), deterministic_top_k (False),
 weight_decay (1e-5).
 
 Options beyond the papers (all off by default, so every paper config keeps
-the faithful objective; see README "Results on the synthetic benchmark" for
-the evidence that motivates them). They only change how the per-level KLs
-enter the loss, never the model:
+the faithful objective). They only change how the per-level KLs enter the
+loss, never the model. They were tried against the collapsed coarse levels
+on the synthetic benchmark; README "Results on the synthetic benchmark"
+says what they changed there (not enough: the 1x1 level stayed unused):
 
 - `kl_warmup_steps` (0 = off): the KL term is multiplied by
   `min(1, step / kl_warmup_steps)`, a linear warm-up (Bowman et al. 2016;
@@ -35,8 +36,7 @@ enter the loss, never the model:
   level l is weighted by `gamma_l ∝ KL_l / n_l` (batch-mean KL over its
   number of latent units `n_l`, plus 0.01), normalised to mean 1, without a
   gradient through gamma. Levels that carry more than their share are priced
-  more, so information spreads over all levels instead of filling the finest
-  first.
+  more, and unused levels become cheap.
 """
 
 from typing import Any, Mapping
