@@ -488,8 +488,8 @@ def test_ctrl_c_asks_for_a_checkpoint_and_a_second_one_stops_at_once():
 
 
 def test_exit_codes(monkeypatch, capsys, tmp_path):
-  def stopped(config, workdir):
-    del config, workdir
+  def stopped(config, workdir, **kwargs):
+    del config, workdir, kwargs
     return train.TrainResult(state=None, metrics={}, num_compilations=1,
                              stopped_early=True)
 
