@@ -13,10 +13,13 @@ later notebooks reuse the samplers the first one compiled. Every notebook must
 finish within its own deadline (`_TIMEOUT_S`, for the whole notebook).
 """
 
+import ast
+import glob
 import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -101,9 +104,25 @@ def _assert_in_range(table, key, low, high):
   assert math.isfinite(mean) and low <= mean <= high, (key, table[key])
 
 
+def _install_cell(nb):
+  return next(c.source for c in nb.cells
+              if c.cell_type == "code" and "HPUNET_SOURCE = " in c.source)
+
+
+def _install_helpers(name):
+  """The install cell's imports and functions, run without installing."""
+  nb = nbformat.read(os.path.join(_NOTEBOOKS, f"{name}.ipynb"), as_version=4)
+  tree = ast.parse(_install_cell(nb))
+  tree.body = [node for node in tree.body if isinstance(
+      node, (ast.Import, ast.ImportFrom, ast.FunctionDef))]
+  namespace = {}
+  exec(compile(tree, f"{name}.ipynb:install", "exec"), namespace)  # pylint: disable=exec-used
+  return namespace
+
+
 @pytest.mark.parametrize("name", _NAMES)
 def test_committed_notebook_is_clean(name):
-  """Valid nbformat 4, outputs cleared, a Colab badge, install + parameters."""
+  """Valid nbformat 4, outputs cleared, how to open it, install + parameters."""
   path = os.path.join(_NOTEBOOKS, f"{name}.ipynb")
   nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
   nbformat.validate(nb)
@@ -111,16 +130,81 @@ def test_committed_notebook_is_clean(name):
   code = [c for c in nb.cells if c.cell_type == "code"]
   assert all(not c.outputs and c.execution_count is None for c in code), (
       f"{path}: clear the outputs before committing.")
-  assert re.search(r"\(https://colab\.research\.google\.com/github/[^/]+/"
-                   rf"hpunet/blob/main/notebooks/{name}\.ipynb\)",
-                   nb.cells[0].source), f"{path}: no Colab badge first."
+  with open(path, encoding="utf-8") as f:
+    assert not re.search(r"<(org|owner|user)>", f.read()), (
+        f"{path}: a placeholder in a URL.")
+  assert "Open in Colab" in nb.cells[0].source and (
+      f"notebooks/{name}.ipynb" in nb.cells[0].source), (
+          f"{path}: the first cell must say how to open it in Colab.")
   params = nb.cells[_parameters_index(nb, name)].source
   for line in ("SMOKE = False", "WORKDIR = None", "DATA_DIR = None",
                "TRAIN_STEPS = "):
     assert line in params, f"{path}: parameters cell lacks {line!r}"
-  install = next(c.source for c in code if "pip install" in c.source)
+  install = _install_cell(nb)
+  assert 'HPUNET_SOURCE = ""  # @param {type:"string"}' in install
   assert 'find_spec("hpunet") is None' in install
-  assert '!pip install -q -c constraints.txt -e ".[data,eval]"' in install
+  assert "!" not in "".join(l.lstrip()[:1] for l in install.splitlines())
+  # The same install cell in every notebook.
+  first = nbformat.read(os.path.join(_NOTEBOOKS, f"{_NAMES[0]}.ipynb"),
+                        as_version=4)
+  assert install == _install_cell(first)
+
+
+def test_install_cell_fails_clearly_without_a_source(tmp_path):
+  helpers = _install_helpers("quickstart")
+  for unset in ("", None):
+    with pytest.raises(ValueError, match=r"^HPUNET_SOURCE is not set: enter "
+                       r"the repository's git URL"):
+      helpers["fetch_source"](unset, str(tmp_path / "hpunet"))
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    helpers["fetch_source"](str(tmp_path / "missing"), str(tmp_path / "x"))
+
+
+def test_install_cell_unpacks_an_uploaded_archive(tmp_path):
+  helpers = _install_helpers("lidc")
+  src = tmp_path / "src" / "hpunet-main"
+  src.mkdir(parents=True)
+  (src / "setup.py").write_text("")
+  (src / "constraints.txt").write_text(
+      "jax==0.10.2\njaxlib==0.10.2\ntensorflow-cpu==2.21.0\n"
+      "protobuf==6.31.1\ntensorflow-datasets==4.9.10\n")
+  archive = shutil.make_archive(str(tmp_path / "upload"), "gztar",
+                                tmp_path / "src")
+  checkout = helpers["fetch_source"](archive, str(tmp_path / "dest"))
+  assert checkout == str(tmp_path / "dest" / "hpunet-main")
+
+
+@pytest.mark.parametrize("accelerator,jax_req", [
+    ("gpu", "jax[cuda12]==0.10.2"), ("tpu", "jax[tpu]==0.10.2"),
+    ("cpu", "jax==0.10.2")])
+def test_install_cell_pip_arguments(tmp_path, accelerator, jax_req):
+  helpers = _install_helpers("instances")
+  (tmp_path / "constraints.txt").write_text(
+      "jax==0.10.2\njaxlib==0.10.2\ntensorflow-cpu==2.21.0\n"
+      "protobuf==6.31.1\ntensorflow-datasets==4.9.10\n")
+  # Colab: its TensorFlow stays; no tensorflow-cpu, no `data` extra.
+  args = helpers["pip_install_args"](str(tmp_path), accelerator, True)
+  assert args[:3] == ["-c", str(tmp_path / ".colab_constraints.txt"), jax_req]
+  assert f"{tmp_path}[eval]" in args and "tensorflow-datasets" in args
+  assert not any("tensorflow-cpu" in a or "[data" in a for a in args)
+  kept = (tmp_path / ".colab_constraints.txt").read_text().split()
+  assert kept == ["jax==0.10.2", "jaxlib==0.10.2",
+                  "tensorflow-datasets==4.9.10"]
+  # A fresh environment: the tested pins and the data extra.
+  args = helpers["pip_install_args"](str(tmp_path), accelerator, False)
+  assert args == ["-c", str(tmp_path / "constraints.txt"), jax_req, "-e",
+                  f"{tmp_path}[data,eval]"]
+
+
+def test_install_cell_detects_the_runtime(monkeypatch):
+  helpers = _install_helpers("quickstart")
+  monkeypatch.setenv("PATH", "")  # no nvidia-smi
+  monkeypatch.delenv("COLAB_TPU_ADDR", raising=False)
+  monkeypatch.delenv("TPU_NAME", raising=False)
+  if not glob.glob("/dev/accel*"):
+    assert helpers["runtime_accelerator"]() == "cpu"
+  monkeypatch.setenv("COLAB_TPU_ADDR", "10.0.0.2:8470")
+  assert helpers["runtime_accelerator"]() == "tpu"
 
 
 def test_quickstart_restores_a_checkpoint(smoke_workdir, synthetic_data_dir,
