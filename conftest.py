@@ -62,3 +62,28 @@ def smoke_workdir(tmp_path_factory, synthetic_data_dir):
   workdir = str(tmp_path_factory.mktemp("smoke_workdir"))
   train.train_and_evaluate(config, workdir)
   return workdir
+
+
+@pytest.fixture
+def ram_dir(monkeypatch, tmp_path):
+  """A folder on a non-local filesystem: TensorFlow's in-memory `ram://`,
+  reached through etils.epath exactly like `gs://` (same tf.io.gfile
+  backend). os.path / open() cannot see it, so a path handled with them
+  fails or lands in a local `./ram:` folder (the test's cwd, checked empty)."""
+  import uuid  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from etils.epath import backend, gpath, register  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(gpath, "_URI_PREFIXES", gpath._URI_PREFIXES + ("ram://",))
+  monkeypatch.setattr(gpath, "_URI_SCHEMES", gpath._URI_SCHEMES | {"ram"})
+  monkeypatch.setitem(gpath._URI_MAP_ROOT, "ram://", "/ram/")
+  monkeypatch.setitem(gpath._PREFIX_TO_BACKEND, "ram", backend.tf_backend)
+  monkeypatch.setitem(register._URI_PREFIXES_TO_CLS, "ram://",
+                      gpath.PosixGPath)
+  cwd = tmp_path / "cwd"
+  cwd.mkdir()
+  monkeypatch.chdir(cwd)
+  root = f"ram://hpunet_test_{uuid.uuid4().hex}"
+  yield root
+  assert not os.listdir(cwd), f"local files written: {os.listdir(cwd)}"
+  if tf.io.gfile.exists(root):
+    tf.io.gfile.rmtree(root)

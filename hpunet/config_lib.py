@@ -16,6 +16,7 @@ import json
 import os
 from typing import Sequence
 
+from etils import epath
 import ml_collections
 
 
@@ -84,13 +85,12 @@ def load_config(name_or_path: str,
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run was trained with (`<workdir>/config.json`)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  path = epath.Path(workdir) / "config.json"  # local or e.g. gs://
+  if not path.exists():
     raise FileNotFoundError(
         f"{path} not found: is {workdir} a training workdir of "
         "`python -m hpunet.train`? Pass --config to give the config instead.")
-  with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
 def config_names() -> list[str]:

@@ -45,6 +45,7 @@ import types
 from typing import Optional
 
 from absl import logging
+from etils import epath
 import tensorflow_datasets as tfds
 
 # The private top-level package name under which builder modules are imported.
@@ -177,8 +178,9 @@ def build(name: str,
 
   Args:
     name: `<name>[/<config>][:<version>]`.
-    manual_dir: folder holding the manually downloaded files; required by all
-      builders that define `MANUAL_DOWNLOAD_INSTRUCTIONS`.
+    manual_dir: folder holding the manually downloaded files (local or e.g.
+      gs://); required by all builders that define
+      `MANUAL_DOWNLOAD_INSTRUCTIONS`.
     data_dir: TFDS data dir; `None` uses TFDS' default (`~/tensorflow_datasets`
       or `$TFDS_DATA_DIR`).
     file_format: `"tfrecord"` or `"array_record"` (the latter is needed for
@@ -211,7 +213,8 @@ def build(name: str,
     if manual_dir is None:
       raise FileNotFoundError(
           f"Dataset {name!r} needs --manual_dir. {instructions}")
-    if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
+    folder = epath.Path(manual_dir)  # local or e.g. gs://
+    if not folder.is_dir() or not any(folder.iterdir()):
       raise FileNotFoundError(
           f"Manual directory {manual_dir} for dataset {name!r} does not exist"
           f" or is empty. {instructions}")

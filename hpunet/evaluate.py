@@ -44,7 +44,8 @@ ground-truth probability plot. With several workdirs each run's own outputs
 go to `<workdir>/eval/<split>_step<step>/` (or `<out_dir>/run<k>/`, k = the
 position in `--workdir`) and the combined results.json/.md to the first
 run's folder (or `--out_dir`). Scalars and figures also go to the first
-run's TensorBoard under `<split>/`.
+run's TensorBoard under `<split>/`. Every path (workdirs, `--out_dir`) may be
+local or on another filesystem such as `gs://` (written through etils.epath).
 
 Multi-host: every process evaluates its share of the split (the eval
 pipeline pads and masks); per-image values are gathered once and process 0
@@ -60,6 +61,7 @@ from typing import Any, Mapping, Optional, Sequence
 from absl import app
 from absl import flags
 from absl import logging
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -287,11 +289,12 @@ def evaluate(config: ml_collections.ConfigDict, workdirs: Sequence[str], *,
 
 def _figure_paths(run_dir: str, out_dir: str) -> list[str]:
   """The PNGs of a run, relative to the folder holding results.json."""
-  figures_dir = os.path.join(run_dir, "figures")
-  if not os.path.isdir(figures_dir):
+  figures_dir = epath.Path(run_dir) / "figures"
+  if not figures_dir.is_dir():
     return []
-  return sorted(os.path.relpath(os.path.join(figures_dir, f), out_dir)
-                for f in os.listdir(figures_dir) if f.endswith(".png"))
+  # relpath only compares the strings (also for gs:// paths).
+  return sorted(os.path.relpath(str(figures_dir / f.name), str(out_dir))
+                for f in figures_dir.iterdir() if f.name.endswith(".png"))
 
 
 def _write(out_dir, config, runs, split, workdirs) -> dict[str, Any]:
@@ -313,13 +316,12 @@ def _write(out_dir, config, runs, split, workdirs) -> dict[str, Any]:
                      "images" + (", pooled over runs (seeds)" if len(runs) > 1
                                  else "")),
   }
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  out_dir = epath.Path(out_dir)  # local or e.g. gs://
+  out_dir.mkdir(parents=True, exist_ok=True)
+  (out_dir / "results.json").write_text(json.dumps(results, indent=2))
   model = {"hpunet": "HPU-Net", "spunet": "sPU-Net"}[config.model.name]
-  with open(os.path.join(out_dir, "results.md"), "w") as f:
-    f.write(markdown_table(table, dataset=str(config.input.get("dataset")),
-                           model=model))
+  (out_dir / "results.md").write_text(markdown_table(
+      table, dataset=str(config.input.get("dataset")), model=model))
   return results
 
 

@@ -1,14 +1,16 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
 """Pictures of inputs, labels and samples: RGB arrays, grids, PNG files.
 
-Plain NumPy (PNG files through PIL, the mode-frequency plot through
-matplotlib, both imported when used); shared by the training summaries,
-`hpunet.evaluate`, `hpunet.sample` and the notebooks.
+Plain NumPy (PNG files through PIL, the mode-frequency
+plot through matplotlib, both imported when used; files written through
+etils.epath, so paths may be local or e.g. gs://); shared by the training
+summaries, `hpunet.evaluate`, `hpunet.sample` and the notebooks.
 """
 
-import os
+import io
 from typing import Optional
 
+from etils import epath
 import numpy as np
 
 
@@ -86,9 +88,17 @@ def samples_grid(image, gt, rec, samples, num_classes: int,
 def save_png(path: str, rgb: np.ndarray) -> None:
   """Writes uint8 RGB [H, W, 3] (or a [1, H, W, 3] grid) as a PNG."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   rgb = np.asarray(rgb, np.uint8)
-  Image.fromarray(rgb[0] if rgb.ndim == 4 else rgb).save(path)
+  buffer = io.BytesIO()
+  Image.fromarray(rgb[0] if rgb.ndim == 4 else rgb).save(buffer, format="PNG")
+  write_bytes(path, buffer.getvalue())
+
+
+def write_bytes(path, data: bytes) -> None:
+  """Writes `data` to `path` (local or e.g. gs://), making its folder."""
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_bytes(data)
 
 
 def mode_frequency_plot(path: str, expected, predicted,
@@ -108,6 +118,7 @@ def mode_frequency_plot(path: str, expected, predicted,
   ax.set_xlim(0, top)
   ax.set_ylim(0, top)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png")
   plt.close(fig)
+  write_bytes(path, buffer.getvalue())

@@ -7,7 +7,8 @@ r"""Samples segmentations of one's own image from a trained model.
 
 The model's config is read from `<workdir>/config.json` (written by
 `hpunet.train`; `--config` overrides it) and its parameters from the latest
-checkpoint. Writes to `--out`:
+checkpoint. `--workdir`, `--image` and `--out` may be local or e.g. `gs://`
+paths. Writes to `--out`:
 
 - `samples.npy` (int32 [S, H, W] argmax labels) and `samples/sample_XX.png`;
 - `probabilities.npy` (float32 [S, H, W, K] softmax of each sample);
@@ -23,13 +24,14 @@ tile) to it. PNGs are scaled to [0, 1] by their dtype's maximum, `.npy`
 arrays must already be in [0, 1] (floats) or uint8.
 """
 
-import os
+import io
 import sys
 import types
 from typing import Any, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -49,17 +51,18 @@ from hpunet import validation
 
 
 def load_image(path: str) -> np.ndarray:
-  """A PNG or .npy image as float32 [H, W, C] in [0, 1]."""
-  if not os.path.exists(path):
+  """A PNG or .npy image (local or e.g. gs://) as float32 [H, W, C] in [0, 1]."""
+  if not epath.Path(path).exists():
     raise FileNotFoundError(f"Image {path} not found.")
-  if path.endswith(".npy"):
-    image = np.load(path)
+  data = io.BytesIO(epath.Path(path).read_bytes())
+  if str(path).endswith(".npy"):
+    image = np.load(data)
     if image.dtype == np.uint8:
       image = image.astype(np.float32) / 255.0
     image = validation.check_image(np.asarray(image, np.float32), path)
   else:
     from PIL import Image  # pylint: disable=g-import-not-at-top
-    with Image.open(path) as im:
+    with Image.open(data) as im:
       raw = np.asarray(im)
     if raw.dtype == np.bool_:
       raw = raw.astype(np.uint8) * 255
@@ -166,24 +169,29 @@ def sample_image(config: ml_collections.ConfigDict, workdir: str,
 
 def write_outputs(out: dict[str, np.ndarray], out_dir: str,
                   num_classes: int) -> list[str]:
-  """Writes the files listed in the module docstring; returns their paths."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  os.makedirs(os.path.join(out_dir, "samples"), exist_ok=True)
+  """Writes the files listed in the module docstring; returns their paths.
+
+  `out_dir` may be local or on another filesystem such as gs://.
+  """
+  out_dir = epath.Path(out_dir)
+  (out_dir / "samples").mkdir(parents=True, exist_ok=True)
   written = []
 
   def save_png(name, rgb):
-    path = os.path.join(out_dir, name)
-    Image.fromarray(np.asarray(rgb, np.uint8)).save(path)
-    written.append(path)
+    path = out_dir / name
+    images.save_png(path, rgb)
+    written.append(str(path))
 
   for name in ("samples", "probabilities", "instances"):
     if name in out:
-      path = os.path.join(out_dir, f"{name}.npy")
-      np.save(path, out[name])
-      written.append(path)
+      path = out_dir / f"{name}.npy"
+      buffer = io.BytesIO()
+      np.save(buffer, out[name])
+      path.write_bytes(buffer.getvalue())
+      written.append(str(path))
   sample_rgb = images.label_to_rgb(out["samples"], num_classes)
   for s, rgb in enumerate(sample_rgb):
-    save_png(os.path.join("samples", f"sample_{s:02d}.png"), rgb)
+    save_png(f"samples/sample_{s:02d}.png", rgb)
   image_rgb = images.image_to_rgb(out["image"])
   cols = [image_rgb[None]] + [rgb[None] for rgb in sample_rgb]
   save_png("grid.png", images.image_grid(cols)[0])

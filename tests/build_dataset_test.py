@@ -127,6 +127,21 @@ def test_build_and_load(tmp_path):
                       file_format="array_record")
 
 
+def test_manual_dir_on_a_non_local_filesystem(tmp_path, ram_dir):
+  """A `ram://` manual_dir (handled like gs://) is read, not refused."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  manual = epath.Path(ram_dir) / "lidc_crops"
+  manual.mkdir(parents=True)
+  with pytest.raises(FileNotFoundError, match="does not exist or is empty"):
+    dataset_builders.build("lidc", manual_dir=str(manual), data_dir=tmp_path)
+  for archive in ("train.tar.gz", "val.tar.gz", "test.tar.gz"):
+    (manual / archive).write_bytes((_LIDC_DUMMY / archive).read_bytes())
+  dataset_builders.build("lidc", manual_dir=str(manual), data_dir=tmp_path,
+                         file_format="array_record")
+  assert _split_sizes("lidc/crops", tmp_path) == {
+      "train": 5, "validation": 2, "test": 2}
+
+
 def test_manual_dir_problems_repeat_the_instructions(tmp_path):
   missing = tmp_path / "nowhere"
   with pytest.raises(FileNotFoundError,

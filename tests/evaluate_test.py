@@ -187,14 +187,19 @@ def test_evaluate_command_on_a_briefly_trained_model(smoke_workdir, tmp_path,
 
 
 def test_several_workdirs_write_per_run_folders_under_out_dir(
-    smoke_workdir, tmp_path, synthetic_data_dir):
-  """Seeds x runs: run<k>/ per workdir, the combined table at the top."""
+    smoke_workdir, ram_dir, synthetic_data_dir):
+  """Seeds x runs: run<k>/ per workdir, the combined table at the top; the
+  out_dir on a non-local filesystem (`ram://`, handled like gs://)."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
   config = config_lib.load_config("synthetic", "smoke")
   config.input.data_dir = synthetic_data_dir
-  out_dir = tmp_path / "combined"
+  out_dir = epath.Path(ram_dir) / "combined"
   results = evaluate.evaluate(config, [str(smoke_workdir)] * 2,
                               split="test", num_samples=2, max_batches=1,
                               out_dir=str(out_dir))
+  assert json.loads((out_dir / "results.json").read_text()) == json.loads(
+      json.dumps(results))
+  assert "| synthetic/s32 | IoU_rec |" in (out_dir / "results.md").read_text()
   assert results["num_runs"] == 2 and results["num_images"] == 4
   for k in (0, 1):
     single = json.loads((out_dir / f"run{k}" / "results.json").read_text())

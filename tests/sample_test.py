@@ -88,6 +88,48 @@ def test_sample_command_writes_files(smoke_workdir, tmp_path):
                         sample.load_image(_image(tmp_path)))
 
 
+def test_sample_reads_and_writes_a_non_local_filesystem(smoke_workdir,
+                                                        tmp_path, ram_dir):
+  """--workdir's config.json, --image and --out on `ram://` (as on gs://)."""
+  import io  # pylint: disable=g-import-not-at-top
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  root = epath.Path(ram_dir)
+  (root / "run").mkdir(parents=True)
+  (root / "run" / "config.json").write_bytes(
+      epath.Path(smoke_workdir, "config.json").read_bytes())
+  assert (config_lib.load_workdir_config(f"{ram_dir}/run").to_dict() ==
+          config_lib.load_workdir_config(smoke_workdir).to_dict())
+  local = sample.load_image(_image(tmp_path, size=8))
+  (root / "img.npy").write_bytes(open(_image(tmp_path, size=8), "rb").read())
+  np.testing.assert_array_equal(sample.load_image(f"{ram_dir}/img.npy"), local)
+  png = io.BytesIO()
+  Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4).save(
+      png, format="PNG")
+  (root / "img.png").write_bytes(png.getvalue())
+  np.testing.assert_allclose(sample.load_image(f"{ram_dir}/img.png")[..., 0],
+                             np.arange(64).reshape(8, 8) * 4 / 255.0)
+  with pytest.raises(FileNotFoundError, match="not found"):
+    sample.load_image(f"{ram_dir}/missing.png")
+  probs = np.random.RandomState(1).dirichlet([1.0, 1.0], (3, 8, 8))
+  out = {"image": local, "probabilities": probs.astype(np.float32),
+         "samples": probs.argmax(-1).astype(np.int32),
+         "std": probs[..., 1].std(0)}
+  written = sample.write_outputs(out, f"{ram_dir}/out", num_classes=2)
+  assert f"{ram_dir}/out/samples/sample_02.png" in written
+  for path in written:
+    assert tf.io.gfile.exists(path), path
+  samples = np.load(io.BytesIO((root / "out" / "samples.npy").read_bytes()))
+  np.testing.assert_array_equal(samples, out["samples"])
+  # The same bytes as written to a local folder.
+  local_written = sample.write_outputs(out, str(tmp_path / "out"), 2)
+  assert len(local_written) == len(written) == 2 + 3 + 2  # npy, samples, grid, std
+  for path in local_written:
+    relative = os.path.relpath(path, tmp_path / "out")
+    assert (root / "out" / relative).read_bytes() == open(path, "rb").read()
+
+
 def test_per_scale_sampling_of_a_local_latents_only_model(tmp_path):
   """The only latent level of a local-latents-only model is sampled, not set
   to its mean, when sampling "only the most global level" (it is that level)."""
