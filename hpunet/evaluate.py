@@ -146,13 +146,14 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, *,
     if clustered:
       figures["instances"] = images.image_grid([
           images.image_to_rgb(image[valid][:4]),
-          images.label_to_rgb(np.stack(clustered[:4]) % 24, 24)])
+          images.label_to_rgb(np.stack(clustered[:4]) % 24, 24)],
+          labels=["image", "instances"])
     figures["samples"] = images.samples_grid(
         image[:n], np.asarray(gt_fig)[:n], np.asarray(rec_fig)[:n],
         pred.labels[:n], networks.num_classes)
     figures["std"] = images.image_grid([
         images.image_to_rgb(image[:n]), images.gray(pred.p_mean[:n], 1.0),
-        images.gray(pred.p_std[:n], 0.5)])
+        images.gray(pred.p_std[:n], 0.5)], labels=["image", "mean", "std"])
     figures["per_scale"] = _per_scale_figure(
         networks, params, jax.random.fold_in(rng, i),
         jnp.asarray(image[:n], jnp.float32), num_samples, task)
@@ -190,15 +191,20 @@ def _per_scale_figure(networks, params, rng, image, num_samples, task):
   the per-pixel std of P(foreground) over samples and two samples."""
   modes = evaluation.per_scale_modes(networks.latent_dims)
   columns = [images.image_to_rgb(np.asarray(image))]
-  for j, mean in enumerate(modes.values()):
+  labels = ["image"]
+  for j, (mode, mean) in enumerate(modes.items()):
     fn = evaluation.make_sample_fn(networks, num_samples, task.foreground,
                                    mean=mean)
-    labels, _, p_std = jax.device_get(
+    samples, _, p_std = jax.device_get(
         fn(params, jax.random.fold_in(rng, 100 + j), image))
     columns.append(images.gray(p_std, 0.5))
-    columns += [images.label_to_rgb(labels[s], networks.num_classes)
-                for s in range(min(2, labels.shape[0]))]
-  return images.image_grid(columns)
+    columns += [images.label_to_rgb(samples[s], networks.num_classes)
+                for s in range(min(2, samples.shape[0]))]
+    short = {"full": "all", "only_most_global": "glob",
+             "only_most_local": "loc"}.get(mode, mode)
+    labels += [f"{short} std"] + [f"{short} s{s}" for s in range(
+        min(2, samples.shape[0]))]
+  return images.image_grid(columns, labels=labels)
 
 
 # ----------------------------------------------------------------------------
@@ -369,6 +375,9 @@ def main(argv, f: types.SimpleNamespace):
       f.config.value, workdirs, split=f.split.value,
       num_samples=f.num_samples.value, max_batches=f.max_batches.value,
       out_dir=f.out_dir.value, cityscapes_gt_dir=f.cityscapes_gt_dir.value)
+  # Library INFO lines (orbax, absl) are noise here; --verbosity=0 shows them.
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   results = evaluate(
       f.config.value, workdirs,
       split=f.split.value, num_samples=f.num_samples.value,

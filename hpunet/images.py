@@ -1,14 +1,14 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
 """Pictures of inputs, labels and samples: RGB arrays, grids, PNG files.
 
-Plain NumPy (PNG files through PIL, the mode-frequency
+Plain NumPy (PNG files and column labels through PIL, the mode-frequency
 plot through matplotlib, both imported when used; files written through
 etils.epath, so paths may be local or e.g. gs://); shared by the training
 summaries, `hpunet.evaluate`, `hpunet.sample` and the notebooks.
 """
 
 import io
-from typing import Optional
+from typing import Optional, Sequence
 
 from etils import epath
 import numpy as np
@@ -44,11 +44,13 @@ def image_to_rgb(images: np.ndarray) -> np.ndarray:
   return (images[..., :3] * 255.0 + 0.5).astype(np.uint8)
 
 
-def image_grid(columns: list[np.ndarray], pad: int = 2) -> np.ndarray:
+def image_grid(columns: list[np.ndarray], pad: int = 2,
+               labels: Optional[Sequence[str]] = None) -> np.ndarray:
   """Tiles RGB columns, each [N, H, W, 3], into one [1, H', W', 3] image.
 
   Row i shows example i; column j shows columns[j][i] (e.g. input, ground
-  truth, reconstruction, prior samples).
+  truth, reconstruction, prior samples). `labels`: one title per column,
+  written in a strip above it (clipped to the column's width).
   """
   n, h, w, _ = columns[0].shape
   rows, cols = n, len(columns)
@@ -61,7 +63,29 @@ def image_grid(columns: list[np.ndarray], pad: int = 2) -> np.ndarray:
     for i in range(rows):
       y, x = pad + i * (h + pad), pad + j * (w + pad)
       grid[y:y + h, x:x + w] = col[i]
+  if labels is not None:
+    if len(labels) != cols:
+      raise ValueError(f"image_grid: {len(labels)} labels for {cols} "
+                       "columns.")
+    grid = np.concatenate([_label_strip(labels, w, pad, grid.shape[1]), grid])
   return grid[None]
+
+
+_LABEL_HEIGHT = 12  # pixels of the strip of column labels
+
+
+def _label_strip(labels, width, pad, total_width) -> np.ndarray:
+  """uint8 [_LABEL_HEIGHT, total_width, 3]: white labels over the columns."""
+  from PIL import Image, ImageDraw, ImageFont  # pylint: disable=g-import-not-at-top
+  font = ImageFont.load_default(size=10)
+  strip = np.full((_LABEL_HEIGHT, total_width, 3), 64, np.uint8)
+  for j, label in enumerate(labels):
+    cell = Image.new("RGB", (width, _LABEL_HEIGHT), (64, 64, 64))
+    ImageDraw.Draw(cell).text((1, 0), str(label), fill=(255, 255, 255),
+                              font=font)
+    x = pad + j * (width + pad)
+    strip[:, x:x + width] = np.asarray(cell)
+  return strip
 
 
 def gray(x: np.ndarray, vmax: Optional[float] = None) -> np.ndarray:
@@ -80,9 +104,10 @@ def samples_grid(image, gt, rec, samples, num_classes: int,
   """
   cols = [image_to_rgb(image), label_to_rgb(gt, num_classes),
           label_to_rgb(rec, num_classes)]
-  cols += [label_to_rgb(samples[:, s], num_classes)
-           for s in range(min(max_samples, samples.shape[1]))]
-  return image_grid(cols)
+  num_shown = min(max_samples, samples.shape[1])
+  cols += [label_to_rgb(samples[:, s], num_classes) for s in range(num_shown)]
+  return image_grid(cols, labels=["image", "gt", "rec"]
+                    + [f"s{s}" for s in range(num_shown)])
 
 
 def save_png(path: str, rgb: np.ndarray) -> None:

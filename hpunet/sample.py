@@ -31,6 +31,7 @@ from typing import Any, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
+from absl import logging
 from etils import epath
 import jax
 import jax.numpy as jnp
@@ -194,7 +195,8 @@ def write_outputs(out: dict[str, np.ndarray], out_dir: str,
     save_png(f"samples/sample_{s:02d}.png", rgb)
   image_rgb = images.image_to_rgb(out["image"])
   cols = [image_rgb[None]] + [rgb[None] for rgb in sample_rgb]
-  save_png("grid.png", images.image_grid(cols)[0])
+  save_png("grid.png", images.image_grid(
+      cols, labels=["image"] + [f"s{s}" for s in range(len(sample_rgb))])[0])
   std = np.clip(out["std"] / 0.5, 0.0, 1.0)
   save_png("std.png", np.repeat((255 * std)[..., None], 3, -1))
   if "instances" in out:
@@ -237,6 +239,9 @@ def main(argv, f: types.SimpleNamespace):
   # Reliability hook (issue 16): every flag and the image checked first.
   validation.check_sample(f.workdir.value, f.image.value, f.out.value,
                           num_samples=f.num_samples.value)
+  # Library INFO lines (orbax, absl) are noise here; --verbosity=0 shows them.
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   config: Optional[ml_collections.ConfigDict] = f.config.value
   if config is None:
     try:

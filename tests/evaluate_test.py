@@ -4,6 +4,7 @@
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -141,6 +142,21 @@ def test_tables_and_sampling_modes():
   assert evaluation.per_scale_modes((85,)) == {"full": False}
 
 
+def test_image_grids_have_column_labels():
+  from hpunet import images  # pylint: disable=g-import-not-at-top
+  columns = [np.zeros((2, 32, 32, 3), np.uint8)] * 3
+  plain = images.image_grid(columns)[0]
+  labelled = images.image_grid(columns, labels=["image", "", "s0"])[0]
+  strip = labelled.shape[0] - plain.shape[0]
+  assert strip > 8 and labelled.shape[1:] == plain.shape[1:]
+  np.testing.assert_array_equal(labelled[strip:], plain)
+  bright = [(labelled[:strip, 2 + j * 34:2 + j * 34 + 32] > 200).sum()
+            for j in range(3)]
+  assert bright[0] > 10 and bright[1] == 0 and bright[2] > 5, bright
+  with pytest.raises(ValueError, match="2 labels for 3 columns"):
+    images.image_grid(columns, labels=["a", "b"])
+
+
 def test_restore_errors(tmp_path):
   config = config_lib.load_config("synthetic", "smoke")
   with pytest.raises(FileNotFoundError, match="No checkpoint in"):
@@ -151,13 +167,16 @@ def test_evaluate_command_on_a_briefly_trained_model(smoke_workdir, tmp_path,
                                                     synthetic_data_dir):
   """Train a few steps (shared fixture), then the CLI end to end."""
   out_dir = tmp_path / "eval"
-  subprocess.run(
+  proc = subprocess.run(
       [sys.executable, "-m", "hpunet.evaluate",
        "--config=configs/synthetic.py:smoke", f"--workdir={smoke_workdir}",
        f"--config.input.data_dir={synthetic_data_dir}",
        "--num_samples=4", "--max_batches=2", "--split=test",
        f"--out_dir={out_dir}"],
       cwd=_REPO, check=True, capture_output=True, text=True, timeout=600)
+  # No library INFO lines (absl format `I<mmdd> <time> <thread> <file>.py:N]`).
+  info = re.findall(r"^I\d{4} .*\.py:\d+\].*$", proc.stderr, re.M)
+  assert not info, info
   results = json.loads((out_dir / "results.json").read_text())
   assert results["task"] == "synthetic" and results["num_images"] == 8
   table = results["table"]

@@ -2,6 +2,7 @@
 """Tests of `python -m hpunet.sample` (hpunet/sample.py)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -70,11 +71,14 @@ def test_parse_mean_levels_and_image_errors(tmp_path):
 
 def test_sample_command_writes_files(smoke_workdir, tmp_path):
   out_dir = tmp_path / "out"
-  subprocess.run(
+  proc = subprocess.run(
       [sys.executable, "-m", "hpunet.sample", f"--workdir={smoke_workdir}",
        f"--image={_image(tmp_path)}", "--num_samples=4",
        "--mean_levels=only_most_global", f"--out={out_dir}"],
       cwd=_REPO, check=True, capture_output=True, text=True, timeout=300)
+  # No library INFO lines (absl format `I<mmdd> <time> <thread> <file>.py:N]`).
+  info = re.findall(r"^I\d{4} .*\.py:\d+\].*$", proc.stderr, re.M)
+  assert not info, info
   samples = np.load(out_dir / "samples.npy")
   probs = np.load(out_dir / "probabilities.npy")
   assert samples.shape == (4, 32, 32) and probs.shape == (4, 32, 32, 2)
