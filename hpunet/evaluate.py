@@ -45,7 +45,10 @@ go to `<workdir>/eval/<split>_step<step>/` (or `<out_dir>/run<k>/`, k = the
 position in `--workdir`) and the combined results.json/.md to the first
 run's folder (or `--out_dir`). Scalars and figures also go to the first
 run's TensorBoard under `<split>/`. Every path (workdirs, `--out_dir`) may be
-local or on another filesystem such as `gs://` (written through etils.epath).
+local or on another filesystem such as `gs://` (written through etils.epath),
+except `--cityscapes_gt_dir`: the official Cityscapes evaluation reads local
+files (its prediction files go to a local temporary folder when the outputs
+are not local). Library INFO lines are hidden unless `--verbosity` is given.
 
 Multi-host: every process evaluates its share of the split (the eval
 pipeline pads and masks); per-image values are gathered once and process 0
@@ -55,6 +58,7 @@ writes the outputs.
 import json
 import os
 import sys
+import tempfile
 import types
 from typing import Any, Mapping, Optional, Sequence
 
@@ -255,6 +259,11 @@ def evaluate(config: ml_collections.ConfigDict, workdirs: Sequence[str], *,
   Returns:
     The `results.json` content.
   """
+  if cityscapes_gt_dir and "://" in str(cityscapes_gt_dir):
+    raise ValueError(
+        f"--cityscapes_gt_dir={cityscapes_gt_dir}: the official Cityscapes "
+        "evaluation reads local files only; copy gtFine/val to a local folder "
+        "(e.g. gsutil -m cp -r) and pass that.")
   workdirs = list(workdirs)
   runs = []
   for w, workdir in enumerate(workdirs):
@@ -267,8 +276,11 @@ def evaluate(config: ml_collections.ConfigDict, workdirs: Sequence[str], *,
       step = latest.latest_step()
       latest.close()
       run_dir = os.path.join(workdir, "eval", f"{split}_step{step}")
-    ap_dir = (os.path.join(run_dir, "cityscapes_results")
-              if cityscapes_gt_dir else None)
+    ap_dir = None
+    if cityscapes_gt_dir:  # files for the official evaluation: local only
+      ap_dir = (os.path.join(run_dir, "cityscapes_results")
+                if "://" not in str(run_dir) else
+                tempfile.mkdtemp(prefix="hpunet_cityscapes_results_"))
     run = evaluate_run(
         config, workdir, split=split, num_samples=num_samples,
         max_batches=max_batches, seed=seed,

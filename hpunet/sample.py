@@ -8,7 +8,8 @@ r"""Samples segmentations of one's own image from a trained model.
 The model's config is read from `<workdir>/config.json` (written by
 `hpunet.train`; `--config` overrides it) and its parameters from the latest
 checkpoint. `--workdir`, `--image` and `--out` may be local or e.g. `gs://`
-paths. Writes to `--out`:
+paths; library INFO lines are hidden unless `--verbosity` is given. Writes to
+`--out`:
 
 - `samples.npy` (int32 [S, H, W] argmax labels) and `samples/sample_XX.png`;
 - `probabilities.npy` (float32 [S, H, W, K] softmax of each sample);

@@ -157,6 +157,14 @@ def test_image_grids_have_column_labels():
     images.image_grid(columns, labels=["a", "b"])
 
 
+def test_cityscapes_gt_dir_must_be_local():
+  config = config_lib.load_config("synthetic", "smoke")
+  with pytest.raises(ValueError, match="cityscapes_gt_dir=gs://b/gtFine/val: "
+                     "the official Cityscapes evaluation reads local files"):
+    evaluate.evaluate(config, ["/nonexistent"], out_dir="gs://b/eval",
+                      cityscapes_gt_dir="gs://b/gtFine/val")
+
+
 def test_restore_errors(tmp_path):
   config = config_lib.load_config("synthetic", "smoke")
   with pytest.raises(FileNotFoundError, match="No checkpoint in"):
