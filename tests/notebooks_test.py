@@ -207,6 +207,26 @@ def test_install_cell_detects_the_runtime(monkeypatch):
   assert helpers["runtime_accelerator"]() == "tpu"
 
 
+def test_lidc_download_fails_clearly_without_network(tmp_path):
+  """The LIDC download helper, pointed at a closed local port."""
+  nb = nbformat.read(os.path.join(_NOTEBOOKS, "lidc.ipynb"), as_version=4)
+  cell = next(c.source for c in nb.cells
+              if c.cell_type == "code" and "def download(" in c.source)
+  tree = ast.parse(cell)
+  tree.body = [n for n in tree.body if isinstance(n, ast.FunctionDef)
+               and n.name == "download"]
+  namespace = {}
+  exec("import shutil, urllib.request\nfrom etils import epath",  # pylint: disable=exec-used
+       namespace)
+  exec(compile(tree, "lidc.ipynb:download", "exec"), namespace)  # pylint: disable=exec-used
+  target = tmp_path / "train.tar.gz"
+  with pytest.raises(RuntimeError, match=r"^Could not download "
+                     r"http://127\.0\.0\.1:9/train\.tar\.gz .*no network "
+                     rf"access.*copy it to {re.escape(str(tmp_path))}"):
+    namespace["download"]("http://127.0.0.1:9/train.tar.gz", target)
+  assert not target.exists()
+
+
 def test_quickstart_restores_a_checkpoint(smoke_workdir, synthetic_data_dir,
                                           tmp_path):
   workdir = tmp_path / "out"
