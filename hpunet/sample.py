@@ -53,7 +53,7 @@ from hpunet import validation
 
 
 def load_image(path: str) -> np.ndarray:
-  """A PNG or .npy image (local or e.g. gs://) as float32 [H, W, C] in [0, 1]."""
+  """A PNG or .npy image (local or e.g. gs://): float32 [H, W, C] in [0, 1]."""
   if not epath.Path(path).exists():
     raise FileNotFoundError(f"Image {path} not found.")
   data = io.BytesIO(epath.Path(path).read_bytes())

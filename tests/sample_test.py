@@ -128,7 +128,8 @@ def test_sample_reads_and_writes_a_non_local_filesystem(smoke_workdir,
   np.testing.assert_array_equal(samples, out["samples"])
   # The same bytes as written to a local folder.
   local_written = sample.write_outputs(out, str(tmp_path / "out"), 2)
-  assert len(local_written) == len(written) == 2 + 3 + 2  # npy, samples, grid, std
+  # 2 .npy, 3 sample PNGs, grid.png, std.png
+  assert len(local_written) == len(written) == 2 + 3 + 2
   for path in local_written:
     relative = os.path.relpath(path, tmp_path / "out")
     assert (root / "out" / relative).read_bytes() == open(path, "rb").read()
