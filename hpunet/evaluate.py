@@ -75,6 +75,7 @@ import numpy as np
 from hpunet import checkpointing
 from hpunet import cli
 from hpunet import config_lib
+from hpunet import errors
 from hpunet import evaluation
 from hpunet import images
 from hpunet import metrics as metrics_lib
@@ -260,7 +261,7 @@ def evaluate(config: ml_collections.ConfigDict, workdirs: Sequence[str], *,
     The `results.json` content.
   """
   if cityscapes_gt_dir and "://" in str(cityscapes_gt_dir):
-    raise ValueError(
+    raise errors.UserError(
         f"--cityscapes_gt_dir={cityscapes_gt_dir}: the official Cityscapes "
         "evaluation reads local files only; copy gtFine/val to a local folder "
         "(e.g. gsutil -m cp -r) and pass that.")
