@@ -40,6 +40,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -613,7 +614,8 @@ def table() -> None:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--root", default="/tmp/hpunet/experiments")
+  parser.add_argument("--root", default=os.path.join(
+      tempfile.gettempdir(), "hpunet", "experiments"))
   parser.add_argument("--stages", default="train,eval,oracle,diagnose,table")
   parser.add_argument("--only", default="",
                       help="Comma-separated experiments (default: all).")
