@@ -4,7 +4,8 @@
 - Commands are leaves: no module of `hpunet` imports a command module, and
   only `main` (under `if __name__ == "__main__"`) runs flags.
 - TensorFlow / TFDS only in the data modules (and `summary_writer`, whose
-  TensorBoard records are written with `tf.summary.write`, imported lazily).
+  TensorBoard records are written with `tf.summary.write`, imported lazily,
+  and `convert_official`, which reads the official TF1 checkpoint).
 - Haiku only in the model files.
 - `losses` does not reach into `sharding`.
 
@@ -18,10 +19,11 @@ import pathlib
 import pytest
 
 _PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "hpunet"
-COMMANDS = {"build_dataset", "evaluate", "model_summary", "sample"}
+COMMANDS = {"build_dataset", "convert_official", "evaluate", "model_summary",
+            "sample"}
 DATA_MODULES = {"augment", "build_dataset", "dataset_builders",
                 "input_pipeline"}
-TF_ALSO = {"summary_writer"}
+TF_ALSO = {"convert_official", "summary_writer"}
 MODEL_FILES = {"model", "networks", "spunet", "unet_utils"}
 
 
