@@ -11,6 +11,7 @@ Usage (from the repository root):
   python -m hpunet.build_dataset cityscapes/cars --manual_dir=~/data/cityscapes
   python -m hpunet.build_dataset cityscapes/flips \
       --manual_dir=~/data/cityscapes --file_format=array_record
+  python -m hpunet.build_dataset folder/mydata --manual_dir=~/my_annotations
 
 Why not `tfds build`: the CLI imports `apache_beam` and `mlcroissant` at
 start-up, and installing them downgrades protobuf, pyarrow and pillow.
@@ -188,6 +189,9 @@ def build(name: str,
     datasets_dir: builder folder root; defaults to the repository's
       `datasets/`.
 
+  A builder module may define `make_builder(name, data_dir=, manual_dir=)`
+  when its config is read from the files (`folder`: sizes and grader count).
+
   Returns:
     The prepared `tfds.core.DatasetBuilder` (returned at once if `data_dir`
     already holds the prepared dataset).
@@ -201,8 +205,13 @@ def build(name: str,
   if file_format not in FILE_FORMATS:
     raise ValueError(
         f"file_format={file_format!r}; expected one of {FILE_FORMATS}.")
-  load_builder_module(name, datasets_dir)
-  builder = tfds.builder(name, data_dir=expand_path(data_dir))
+  module = load_builder_module(name, datasets_dir)
+  if hasattr(module, "make_builder"):
+    # Builders whose config is read from the files (`folder`: the sizes).
+    builder = module.make_builder(name, data_dir=expand_path(data_dir),
+                                  manual_dir=expand_path(manual_dir))
+  else:
+    builder = tfds.builder(name, data_dir=expand_path(data_dir))
   if builder.is_prepared():  # Nothing to do (and no manual_dir needed).
     return builder
   remove_stale_partial_builds(builder.data_dir)

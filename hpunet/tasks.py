@@ -7,8 +7,8 @@ classes of IoU_rec and of P(foreground), the clustering of instances).
 Plain Python: imported by the data modules and by the evaluation alike.
 
 Label logic per `kind` (the input pipeline dispatches on it):
-- "graders" (synthetic, LIDC): binary masks of several graders; training
-  draws one grader per example.
+- "graders" (synthetic, LIDC, your own `folder` data): binary masks of
+  several graders; training draws one grader per example.
 - "instances" (SNEMI3D): instance ids mapped to 15 random ids 1..15.
 - "cars" (Cityscapes cars): the 19 trainIds, cars replaced by 5 random car
   ids 19..23.
@@ -83,6 +83,12 @@ TASKS = {
         "lidc", "graders", num_classes=2, channels=1,
         train_features=_GRADERS, eval_features=_GRADERS, num_samples=16,
         foreground=(1,), rec_class_ids=(1,), subset_b=True),
+    # Your own images with K binary grader masks (datasets/folder); the
+    # image channels come from config.input.channels.
+    "folder": Task(
+        "folder", "graders", num_classes=2, channels=1,
+        train_features=_GRADERS, eval_features=_GRADERS, num_samples=16,
+        foreground=(1,), rec_class_ids=(1,)),
     "snemi3d": Task(
         "snemi3d", "instances", num_classes=NUM_SNEMI3D_IDS + 1, channels=1,
         train_features=("image", "instances", "image_id"),

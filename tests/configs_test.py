@@ -25,6 +25,8 @@ _BASE = {  # derived config -> the config it imports and overrides
     "lidc_local_latents": "lidc",
     "lidc_no_topk": "lidc",
     "lidc_spunet": "lidc",
+    "folder": "lidc",
+    "folder_spunet": "folder",
     "snemi3d_spunet": "snemi3d",
     "synthetic_spunet": "synthetic",
     "synthetic_global_latents": "synthetic",
@@ -46,7 +48,7 @@ def test_all_issue_configs_exist():
       "snemi3d_spunet", "cityscapes_flips_spunet", "synthetic_spunet",
       "lidc_global_latents", "lidc_local_latents", "lidc_no_topk",
       "synthetic_global_latents", "synthetic_local_latents",
-      "synthetic_no_topk"}
+      "synthetic_no_topk", "folder", "folder_spunet"}
 
 
 @pytest.mark.parametrize("name", _NAMES)
@@ -192,6 +194,8 @@ def _latent_grids(name, config):
       "synthetic_no_topk": [(1, 1, 1), (2, 2, 1), (4, 4, 1), (8, 8, 1)],
       "synthetic_local_latents": [None, None, None, (8, 8, 1)],
       "synthetic_global_latents": [(1, 1, 85)],
+      "folder": [(1, 1, 1), (2, 2, 1), (4, 4, 1), (8, 8, 1)],
+      "folder_spunet": [(1, 1, 6)],
   }[name], (h, w)
 
 
