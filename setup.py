@@ -19,6 +19,12 @@ The exact tested versions live in `constraints.txt`; install with
 
 Ranges here are deliberately loose enough for `pip` to resolve and tight
 enough to exclude known-broken combinations (see README, "Installation").
+Platform markers: x86-64 gets `tensorflow-cpu`, ARM (macOS arm64, Linux
+aarch64) `tensorflow`. pip evaluates markers for the running machine even with
+`--platform`, so a cross-platform check evaluates them for the target first and
+then runs `pip install --dry-run --platform <tag> --only-binary=:all:` on the
+result (done for macosx_12_0_arm64, manylinux_2_27_aarch64 and x86-64).
+
 The top-level `datasets/` folder holds TFDS builders and is *not* installed as
 a top-level package (its name would shadow Hugging Face's `datasets`): it and
 `configs/` are installed inside the package as `hpunet/_datasets` and
@@ -40,15 +46,23 @@ _CORE = [
     "etils[epath]>=1.15.0",  # local and gs:// workdirs (also used by orbax)
 ]
 
+# x86-64 machines get tensorflow-cpu (TensorFlow is only used for data and
+# summaries); it has no wheels for ARM (Apple Silicon, Linux aarch64), where
+# the `tensorflow` wheels are CPU builds anyway. Both distributions write the
+# same `tensorflow` module: never install one beside the other.
+_X86_64 = "platform_machine == 'x86_64' or platform_machine == 'AMD64'"
+_NOT_X86_64 = "platform_machine != 'x86_64' and platform_machine != 'AMD64'"
+
 _DATA = [
-    # tensorflow-cpu provides the `tensorflow` module; never install the full
-    # `tensorflow` distribution beside it (both write the same module).
-    "tensorflow-cpu>=2.21,<2.22",
+    f"tensorflow-cpu>=2.21,<2.22; {_X86_64}",
+    f"tensorflow>=2.21,<2.22; {_NOT_X86_64}",
     "tensorflow-datasets>=4.9.10",
     "protobuf>=6.31.1,<8",
     # Undeclared dependencies of tensorflow-datasets (README, Installation).
     "importlib_resources>=7.1.0",
     "pillow>=13.0.0",
+    # Figures of hpunet.evaluate (the mode-frequency plot) and notebooks/.
+    "matplotlib>=3.10",
 ]
 
 _TEST = [
@@ -70,9 +84,12 @@ _TEST = [
 _EVAL = [
     "pyquaternion>=0.9.9",
     "pillow>=13.0.0",
-    # Plots: the mode-frequency figure of hpunet.evaluate and notebooks/.
-    "matplotlib>=3.10",
+    "matplotlib>=3.10",  # also in `data`
 ]
+
+# Reading the training curves (`tensorboard --logdir=<workdir>`): TensorFlow
+# no longer depends on it.
+_TENSORBOARD = ["tensorboard>=2.21"]
 
 setuptools.setup(
     name="hpunet",
@@ -102,6 +119,7 @@ setuptools.setup(
         "data": _DATA,
         "test": _TEST + _DATA + _EVAL,
         "eval": _EVAL,
+        "tensorboard": _TENSORBOARD,
         "tpu": ["jax[tpu]>=0.10.1,<0.11"],
         "gpu": ["jax[cuda12]>=0.10.1,<0.11"],
     },
