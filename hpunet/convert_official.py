@@ -79,6 +79,7 @@ from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
+from ml_collections import config_flags
 import numpy as np
 
 from hpunet import checkpointing
@@ -354,7 +355,6 @@ def convert(checkpoint: str, workdir: str,
 
 
 def _define_flags() -> types.SimpleNamespace:
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   return types.SimpleNamespace(
       checkpoint=flags.DEFINE_string(
           "checkpoint", None, "TF1 checkpoint prefix of the official model "
@@ -382,9 +382,11 @@ def main(argv, f: types.SimpleNamespace):
         f"{report['dropped']} tensors of the posterior's unused last decoder "
         f"level; ignored {len(report['ignored'])} training-state variables "
         "(optimizer slots, GECO, global step).")
+  config_file = config_flags.get_config_filename(flags.FLAGS["config"])
   print("Next:\n  python -m hpunet.sample --workdir="
         f"{f.workdir.value} --image=IMAGE.png --out=OUT_DIR\n"
-        f"  python -m hpunet.evaluate --workdir={f.workdir.value}")
+        f"  python -m hpunet.evaluate --config={config_file} "
+        f"--workdir={f.workdir.value}")
 
 
 if __name__ == "__main__":
