@@ -50,6 +50,10 @@ def main(argv: Sequence[str], f: types.SimpleNamespace) -> None:
   print(f"Prepared {builder.info.full_name} in {builder.data_dir}:")
   for split, info in sorted(builder.info.splits.items()):
     print(f"  {split}: {info.num_examples} examples")
+  module = dataset_builders.load_builder_module(argv[1])
+  if hasattr(module, "next_command"):  # folder: the sizes for the config
+    print("Train with:\n  " + module.next_command(builder,
+                                                     flag_values.data_dir))
 
 
 def _define_flags(fv=None) -> types.SimpleNamespace:

@@ -291,3 +291,27 @@ def make_builder(name: str, *, data_dir: Optional[str],
         f"{Builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
   config, _ = scan(manual_dir, config_name)
   return Builder(config=config, data_dir=data_dir)
+
+
+def next_command(builder, data_dir: Optional[str]) -> str:
+  """The `hpunet.train` command for a prepared `folder/<name>` dataset."""
+  height, width, channels = builder.info.features["image"].shape
+  # configs/folder.py: 8 scales, so crops divide by 2**7.
+  crop = (height // 128 * 128, width // 128 * 128)
+  line = (f"python -m hpunet.train --config=configs/folder.py "
+          f"--config.input.dataset={builder.info.full_name.rsplit('/', 1)[0]} "
+          f"--config.input.image_size='({height}, {width})' ")
+  if min(crop) == 0:
+    note = (f"\n(the {height}x{width} images are smaller than the 128x128 "
+            "crops of the LIDC model: pad them or use a model with fewer "
+            "scales, config.model.channels_per_block)")
+    crop = (128, 128)
+  else:
+    note = ""
+  line += f"--config.input.crop_size='({crop[0]}, {crop[1]})' "
+  if channels != 1:
+    line += f"--config.input.channels={channels} "
+  if data_dir:
+    line += f"--config.input.data_dir={data_dir} "
+  return line + "--workdir=<workdir>" + note
+

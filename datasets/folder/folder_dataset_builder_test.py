@@ -58,6 +58,12 @@ def test_builds_and_reads_back_by_name(tmp_path):
     np.testing.assert_array_equal(ex["masks"], masks)
     seen += 1
   assert seen == 4
+  command = folder.next_command(again, data_dir)
+  assert command.startswith(
+      "python -m hpunet.train --config=configs/folder.py "
+      f"--config.input.dataset=folder/toy --config.input.image_size='({H}, {W})'")
+  assert f"--config.input.data_dir={data_dir}" in command
+  assert f"the {H}x{W} images are smaller than the 128x128 crops" in command
   # Rebuilding a prepared dataset needs no manual_dir.
   assert dataset_builders.build("folder/toy", data_dir=data_dir).is_prepared()
 
