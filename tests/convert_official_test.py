@@ -251,3 +251,29 @@ def test_no_hpunet_scope_and_non_empty_workdir(official, tmp_path):
   with pytest.raises(FileNotFoundError, match="--checkpoint=.*nothing"):
     convert_official.convert(str(tmp_path / "nothing"),
                              str(tmp_path / "new"), official["config"])
+
+
+def test_the_lidc_mapping_covers_every_parameter_exactly():
+  """configs/lidc.py at full size (shapes only): every parameter of ours is
+  one official conv's w or b of the same shape, and nothing else is left."""
+  config = config_lib.load_config("lidc")
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1),
+                           ("data", "spatial"))
+  params = train.abstract_train_state(config, mesh).params["model"]
+  convs = convert_official.official_convs(config.model, 1)
+  ours = {c.ours: {"w": c.w_shape, "b": c.b_shape} for c in convs if c.ours}
+  assert ours == {k: {n: tuple(a.shape) for n, a in v.items()}
+                  for k, v in params.items()}
+  names = [c.name for c in convs]
+  assert len(names) == len(set(names))
+  # Counted by hand: a block has 3 convs + the residual projection (D != C
+  # everywhere) + a skip projection where the width changes (first blocks of
+  # encoder levels 0-3 and of every decoder level). Encoder: 4 x 13 + 4 x 12
+  # = 100; latent levels: 4 x (head + 13) = 56; f_comb: 3 x 13 + logits.
+  assert names[0] == "prior/conv_2d" and names[-1] == "f_comb/logits"
+  for scope, count in (("prior", 156), ("posterior", 156), ("f_comb", 39)):
+    assert f"{scope}/conv_2d_{count - 1}" in names
+    assert f"{scope}/conv_2d_{count}" not in names
+  assert sum(c.ours is None for c in convs) == 13  # the dead posterior level
+  assert sum(int(np.prod(a.shape)) for v in params.values()
+             for a in v.values()) == pytest.approx(20.6e6, rel=0.01)
