@@ -73,6 +73,14 @@ def _assert_one_line(err: str, *expected: str) -> str:
   return lines[0]
 
 
+def _assert_rejected(command, cases, capsys, prefix=()):
+  """Each (argv, expected) case exits USER_ERROR with one matching line."""
+  for argv, expected in cases:
+    code, err = _run(command, list(prefix) + argv, capsys)
+    assert code == errors.USER_ERROR, argv
+    _assert_one_line(err, *expected)
+
+
 def _copy(src, tmp_path, name="w"):
   dst = str(tmp_path / name)
   shutil.copytree(src, dst)
@@ -169,10 +177,7 @@ def test_train_rejects_bad_config_files_and_paths(tmp_path, capsys):
        ["no_such_flag"]),
   ]
   before = _snapshot(tmp_path)
-  for argv, expected in cases:
-    code, err = _run(train, argv, capsys)
-    assert code == errors.USER_ERROR, argv
-    _assert_one_line(err, *expected)
+  _assert_rejected(train, cases, capsys)
   assert _snapshot(tmp_path) == before
 
 
@@ -226,10 +231,7 @@ def test_evaluate_rejects_bad_flags_and_creates_nothing(
        ["does not match the checkpoint", "model.convs_per_block"]),
   ]
   before = _snapshot(tmp_path)
-  for argv, expected in cases:
-    code, err = _run(evaluate, base + argv, capsys)
-    assert code == errors.USER_ERROR, argv
-    _assert_one_line(err, *expected)
+  _assert_rejected(evaluate, cases, capsys, prefix=base)
   code, err = _run(evaluate, [f"--workdir={workdir}"], capsys)
   assert code == errors.USER_ERROR
   _assert_one_line(err, "--config and --workdir are required")
@@ -284,10 +286,7 @@ def test_sample_rejects_bad_input_and_writes_nothing(tmp_path, capsys,
       ([f"--workdir={workdir}", f"--out={out}"], ["--image is required"]),
   ]
   before = _snapshot(tmp_path)
-  for argv, expected in cases:
-    code, err = _run(sample, argv, capsys)
-    assert code == errors.USER_ERROR, argv
-    _assert_one_line(err, *expected)
+  _assert_rejected(sample, cases, capsys)
   assert _snapshot(tmp_path) == before
   assert not out.exists()
 
