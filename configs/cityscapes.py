@@ -2,7 +2,7 @@
 r"""HPU-Net on Cityscapes car instances at 512x1024: HPU-Net paper Table 1
 (Cityscapes rows), Appendix D.3. Trained with spatial partitioning.
 
-Command (after building the dataset, see datasets/cityscapes), on an
+Command (after building the dataset, see datasets/hpunet_cityscapes), on an
 accelerator slice of N chips (data = N / 4, spatial = 4; see "Memory" below
 for how many examples a 4-chip group can hold):
 
@@ -57,7 +57,7 @@ def get_config(arg=None):
   # --- Input (batch_size is global).
   config.input = ml_collections.ConfigDict(dict(
       name='cityscapes_cars',  # task: selects the label logic
-      dataset='cityscapes/cars',  # TFDS name/config (datasets/)
+      dataset='hpunet_cityscapes/cars',  # TFDS name/config (datasets/)
       data_dir=config_dict.placeholder(str),  # None = TFDS default
       train_split="train",
       eval_split="validation",

@@ -3,7 +3,7 @@ r"""sPU-Net on the Cityscapes stochastic-flip task at 256x512: sPU-Net paper
 Section 4.2, Table 2 (GED^2 0.874 / 0.337 / 0.248 / 0.206 at 1 / 4 / 8 / 16
 samples) and Fig. 5 (mode frequencies).
 
-Command (after building cityscapes/flips, see datasets/cityscapes):
+Command (after building hpunet_cityscapes/flips, see datasets/hpunet_cityscapes):
 
   python -m hpunet.train --config=configs/cityscapes_flips_spunet.py \
       --workdir=/tmp/hpunet/cityscapes_flips_spunet
@@ -47,7 +47,7 @@ def get_config(arg=None):
   # --- Input.
   config.input = ml_collections.ConfigDict(dict(
       name='cityscapes_flips',  # task: selects the label logic
-      dataset='cityscapes/flips',  # TFDS name/config (datasets/)
+      dataset='hpunet_cityscapes/flips',  # TFDS name/config (datasets/)
       data_dir=config_dict.placeholder(str),  # None = TFDS default
       train_split="train",
       eval_split="validation",

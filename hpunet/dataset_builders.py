@@ -8,8 +8,8 @@ Usage (from the repository root):
       --data_dir=~/tensorflow_datasets
   python -m hpunet.build_dataset lidc/pickle --manual_dir=~/data/lidc_pickle
   python -m hpunet.build_dataset snemi3d --manual_dir=~/data/snemi3d
-  python -m hpunet.build_dataset cityscapes/cars --manual_dir=~/data/cityscapes
-  python -m hpunet.build_dataset cityscapes/flips \
+  python -m hpunet.build_dataset hpunet_cityscapes/cars --manual_dir=~/data/cityscapes
+  python -m hpunet.build_dataset hpunet_cityscapes/flips \
       --manual_dir=~/data/cityscapes --file_format=array_record
   python -m hpunet.build_dataset folder/mydata --manual_dir=~/my_annotations
 
@@ -161,8 +161,8 @@ def load_builder_module(name: str, datasets_dir=None) -> types.ModuleType:
       raise
     raise ValueError(
         f"Cannot register {path}: another TFDS builder named {base!r} was"
-        " already imported in this process (TFDS' own catalogue has e.g. a"
-        " `cityscapes` builder, imported by `tfds.builder('cityscapes')`)."
+        " already imported in this process (e.g. a builder of TFDS' own"
+        " catalogue with the same name)."
         f" Call hpunet.dataset_builders.load_builder_module({base!r}) before any"
         f" tfds.builder/tfds.load of {base!r}.") from e
   if not hasattr(module, "Builder"):
@@ -175,7 +175,7 @@ def build(name: str,
           data_dir=None,
           file_format: str = "tfrecord",
           datasets_dir=None):
-  """Prepares `name` (e.g. `"lidc"`, `"cityscapes/cars"`) with TFDS.
+  """Prepares `name` (e.g. `"lidc"`, `"hpunet_cityscapes/cars"`) with TFDS.
 
   Args:
     name: `<name>[/<config>][:<version>]`.

@@ -30,7 +30,7 @@ Batches (numpy dicts; B = local batch = global batch // process_count):
 ------------------------------------------------
 - `name`: task, a key of `tasks.TASKS`; selects the label logic below.
 - `dataset`: TFDS name with config, e.g. `"synthetic/s128"`, `"lidc/crops"`,
-  `"snemi3d"`, `"cityscapes/cars"`, `"cityscapes/flips"`. The builder is
+  `"snemi3d"`, `"hpunet_cityscapes/cars"`, `"hpunet_cityscapes/flips"`. The builder is
   imported from `datasets/<name>/` (`hpunet.dataset_builders.load_builder_module`).
 - `data_dir`: TFDS data dir (None = TFDS default / `$TFDS_DATA_DIR`).
 - `train_split`, `eval_split`: TFDS split names (sub-split syntax allowed).

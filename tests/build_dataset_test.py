@@ -54,7 +54,7 @@ def test_load_builder_module_registers_each_builder_once(tmp_path):
 @pytest.mark.parametrize("name,configs", [
     ("lidc", ["crops", "pickle"]),
     ("snemi3d", []),
-    ("cityscapes", ["cars", "flips"]),
+    ("hpunet_cityscapes", ["cars", "flips"]),
 ])
 def test_every_builder_loads(name, configs):
   module = dataset_builders.load_builder_module(name)
@@ -241,3 +241,14 @@ def test_expand_path_keeps_urls_and_absolutises_local_paths(tmp_path,
   assert dataset_builders.expand_path("gs://bucket/tfds") == "gs://bucket/tfds"
   assert dataset_builders.expand_path("data") == str(tmp_path / "data")
   assert dataset_builders.expand_path(None) is None
+
+
+def test_cityscapes_builder_coexists_with_tfds_own():
+  """Ours is `hpunet_cityscapes`: TFDS' catalogue `cityscapes` keeps its
+  name (and its folder), and both register in one process."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  ours = dataset_builders.load_builder_module("hpunet_cityscapes").Builder
+  theirs = tfds.builder_cls("cityscapes")
+  assert ours.name == "hpunet_cityscapes"
+  assert theirs.name == "cityscapes" and theirs is not ours
+  assert tfds.builder_cls("hpunet_cityscapes") is ours

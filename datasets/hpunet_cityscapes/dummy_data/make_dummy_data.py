@@ -1,7 +1,7 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
 r"""Writes dummy Cityscapes zips in the layout of the real downloads.
 
-  python datasets/cityscapes/dummy_data/make_dummy_data.py OUT_DIR
+  python datasets/hpunet_cityscapes/dummy_data/make_dummy_data.py OUT_DIR
 
 writes OUT_DIR/leftImg8bit_trainvaltest.zip and OUT_DIR/gtFine_trainvaltest.zip
 with a few full-size (1024x2048) images, the size the builder expects and

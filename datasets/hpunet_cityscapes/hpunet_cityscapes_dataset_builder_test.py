@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 
 from hpunet import dataset_builders
 
-cityscapes = dataset_builders.load_builder_module("cityscapes")
+cityscapes = dataset_builders.load_builder_module("hpunet_cityscapes")
 
 _HERE = pathlib.Path(__file__).resolve().parent
 
@@ -89,13 +89,13 @@ def _read_all(name, manual, data_dir):
 
 @pytest.fixture(scope="module")
 def cars(manual_dir, tmp_path_factory):
-  return _read_all("cityscapes/cars", manual_dir,
+  return _read_all("hpunet_cityscapes/cars", manual_dir,
                    tmp_path_factory.mktemp("tfds"))
 
 
 @pytest.fixture(scope="module")
 def flips(manual_dir, tmp_path_factory):
-  return _read_all("cityscapes/flips", manual_dir,
+  return _read_all("hpunet_cityscapes/flips", manual_dir,
                    tmp_path_factory.mktemp("tfds"))
 
 

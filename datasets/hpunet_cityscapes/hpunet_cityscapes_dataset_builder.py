@@ -1,8 +1,12 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
-"""Cityscapes fine annotations with trainIds and car instances (`cityscapes`).
+"""Cityscapes fine annotations with trainIds and car instances
+(`hpunet_cityscapes`).
 
-Replaces TFDS' catalogue `cityscapes` builder (raw labelIds, no instance ids)
-for the two tasks of the HPU-Net and Probabilistic U-Net papers.
+For the two tasks of the HPU-Net and Probabilistic U-Net papers. TFDS' own
+catalogue `cityscapes` builder (raw labelIds, no instance ids) keeps its name
+and its folder (`~/tensorflow_datasets/cityscapes/`): this one is named
+`hpunet_cityscapes`, so both can be registered in one process and prepared
+side by side.
 
 Configs:
 
