@@ -47,6 +47,10 @@ class Networks(NamedTuple):
   latent_dims: tuple[int, ...]  # per latent level, coarse -> fine
   num_classes: int
   model_name: str
+  # False for models without a posterior (deterministic and dropout U-Nets,
+  # ensembles, M-heads): `reconstruct` / `reconstruct_full` are then None and
+  # reconstruction metrics (IoU_rec) do not exist for them.
+  has_posterior: bool = True
 
 
 def model_kwargs(model_config: Mapping[str, Any]) -> tuple[str, dict]:
