@@ -88,6 +88,10 @@ def get_config(arg=None):
       num_classes=2,
       convs_per_block=3,
       blocks_per_level=1,
+      # Latent level dropout (not in the papers; 0 = off): see
+      # model.HierarchicalProbUNet.train_outputs and the README's results.
+      level_dropout_rate=0.0,
+      level_dropout_from=1,
   ))
 
   # --- Loss.

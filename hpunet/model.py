@@ -168,7 +168,9 @@ class _HierarchicalCore(hk.Module):
              *,
              mean: MeanFlags = False,
              z_q: Optional[Sequence[Optional[Array]]] = None,
-             noise: Optional[Sequence[Optional[Array]]] = None) -> CoreOutput:
+             noise: Optional[Sequence[Optional[Array]]] = None,
+             own_sample: Optional[Sequence[Optional[Array]]] = None
+             ) -> CoreOutput:
     """Runs the latent levels coarse -> fine.
 
     Args:
@@ -177,6 +179,9 @@ class _HierarchicalCore(hk.Module):
       z_q: per-level latents to use instead of sampling; overrides `mean`.
       noise: per-level standard-normal draws `eps` to use for sampled levels
         (`z = mu + sigma * eps`); drawn from Haiku's RNG if not given.
+      own_sample: per-level bool [B] or None (latent level dropout, training
+        only): where True, that example's level uses a sample of this core's
+        own distribution (no gradient through the sample) instead of z_q.
 
     Returns:
       A `CoreOutput`.
@@ -200,6 +205,12 @@ class _HierarchicalCore(hk.Module):
                         log_scale=mu_log_sigma[..., self._latent_dims[i]:])
         if z_q is not None:
           z = z_q[i]
+          if own_sample is not None and own_sample[i] is not None:
+            eps = jax.random.normal(hk.next_rng_key(), dist.loc.shape,
+                                    dist.loc.dtype)
+            own = jax.lax.stop_gradient(
+                dist.loc + jnp.exp(dist.log_scale) * eps)
+            z = jnp.where(own_sample[i][:, None, None, None], own, z)
         elif mean[i]:
           z = dist.loc
         else:
@@ -285,8 +296,15 @@ class HierarchicalProbUNet(hk.Module):
                convs_per_block: int = 3,
                blocks_per_level: int = 3,
                activation_constraint: Constraint = None,
+               level_dropout_rate: float = 0.0,
+               level_dropout_from: int = 1,
                name: str = "hpunet"):
     super().__init__(name=name)
+    if not 0.0 <= level_dropout_rate < 1.0:
+      raise ValueError("level_dropout_rate must be in [0, 1), got "
+                       f"{level_dropout_rate}.")
+    self._level_dropout_rate = float(level_dropout_rate)
+    self._level_dropout_from = int(level_dropout_from)
     channels_per_block = tuple(int(c) for c in channels_per_block)
     if down_channels_per_block is None:
       down_channels_per_block = tuple(c // 2 for c in channels_per_block)
@@ -310,6 +328,11 @@ class HierarchicalProbUNet(hk.Module):
     if min(latent_dims) < 0 or not any(latent_dims):
       raise ValueError(f"latent_dims {latent_dims} must be >= 0 with at least"
                        " one level that has a latent.")
+    if self._level_dropout_rate and not (
+        1 <= self._level_dropout_from < len(latent_dims)):
+      raise ValueError(
+          f"level_dropout_from={level_dropout_from} must be in [1, "
+          f"{len(latent_dims) - 1}] for {len(latent_dims)} latent levels.")
     self._latent_dims = latent_dims
     self._channels = channels_per_block
     core_kwargs = dict(
@@ -407,7 +430,8 @@ class HierarchicalProbUNet(hk.Module):
                     for d in prior.distributions))
 
   def reconstruct(self, *, seg: Array, img: Array,
-                  mean: MeanFlags = False) -> ReconstructionOutput:
+                  mean: MeanFlags = False,
+                  own_prior_sample=None) -> ReconstructionOutput:
     """Decodes the posterior's latents through the prior path.
 
     Args:
@@ -416,14 +440,19 @@ class HierarchicalProbUNet(hk.Module):
       mean: False (training): posterior samples at all levels, each level
         conditioned on the posterior's own samples. True: posterior means
         (the S(X, mu_post(X, Y)) behind IoU_rec). Per-level flags allowed.
+      own_prior_sample: per-level bool [B] or None: where True, the decoder
+        uses a sample of its conditional prior at that level instead of the
+        posterior's (latent level dropout, see `train_outputs`).
 
     Returns:
       `ReconstructionOutput`.
     """
     self._check_inputs(img, seg)
     posterior = self._posterior(self._posterior_input(seg, img), mean=mean)
-    logits, prior = self._decode(
-        self._prior.encode(img), z_q=posterior.used_latents)
+    prior = self._prior.decode(self._prior.encode(img),
+                               z_q=posterior.used_latents,
+                               own_sample=own_prior_sample)
+    logits = self._f_comb(prior.encoder_features, prior.decoder_features)
     return ReconstructionOutput(logits, posterior.used_latents,
                                 posterior.distributions, prior.distributions)
 
@@ -437,9 +466,35 @@ class HierarchicalProbUNet(hk.Module):
     1. the posterior on (seg, img) with samples; 2. the prior with z_q = those
     samples; 3. `f_comb`. The KL per level is the single-sample estimate of
     the hierarchical KL (HPU-Net paper, Appendix A).
+
+    Latent level dropout (`level_dropout_rate` > 0; not in the papers, off
+    by default): per example, with that probability, every level from
+    `level_dropout_from` on decodes a sample of its conditional prior
+    (given the posterior's coarser samples) instead of the posterior's, and
+    those levels' KL counts 0 for that example (their posterior is unused).
+    The reconstruction of such an example depends on the image and the
+    coarse levels alone, so what is shared by the whole image (a global
+    factor) has to be carried by the coarse levels, and the decoder learns
+    to read them, instead of it being spelled out cell by cell in fine
+    levels whose prior cannot reproduce it.
     """
-    rec = self.reconstruct(seg=seg, img=img, mean=False)
-    kl = tuple(
-        kl_divergence(q, p) for q, p in zip(rec.posterior, rec.prior)
-        if q is not None)
-    return TrainOutputs(logits=rec.logits, kl=kl)
+    own = None
+    if self._level_dropout_rate:
+      drop = jax.random.bernoulli(hk.next_rng_key(), self._level_dropout_rate,
+                                  (img.shape[0],))  # [B]
+      own = tuple(drop if i >= self._level_dropout_from else None
+                  for i in range(len(self._latent_dims)))
+    rec = self.reconstruct(seg=seg, img=img, mean=False, own_prior_sample=own)
+    kl = []
+    for i, (q, p) in enumerate(zip(rec.posterior, rec.prior)):
+      if q is None:
+        continue
+      if own is not None and own[i] is not None:
+        # A dropped example's prior here is conditioned on prior samples and
+        # may lie far from q: compare q with itself instead (KL exactly 0),
+        # so no inf/nan gradient can leak through the masked branch.
+        keep_q = lambda a, b: jnp.where(  # pylint: disable=cell-var-from-loop
+            own[i][:, None, None, None], jax.lax.stop_gradient(a), b)
+        p = Gaussian(keep_q(q.loc, p.loc), keep_q(q.log_scale, p.log_scale))
+      kl.append(kl_divergence(q, p))  # [B]
+    return TrainOutputs(logits=rec.logits, kl=tuple(kl))

@@ -67,6 +67,17 @@ def model_kwargs(model_config: Mapping[str, Any]) -> tuple[str, dict]:
   return name, cfg
 
 
+def constructor_defaults(name: str) -> dict:
+  """The default constructor arguments of model `name` (config.model.name),
+  so a model config that omits an argument equals one that states its
+  default (older workdirs' configs lack the newer options)."""
+  if name not in _MODELS:
+    return {}
+  return {k: p.default for k, p in
+          inspect.signature(_MODELS[name]).parameters.items()
+          if p.default is not inspect.Parameter.empty}
+
+
 def make_networks(model_config: Mapping[str, Any], *,
                   activation_constraint: Optional[Callable[[Array], Array]] = None
                   ) -> Networks:

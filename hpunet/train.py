@@ -455,10 +455,13 @@ def _config_mismatch(config, saved: Mapping[str, Any]) -> list[str]:
     return []
   ours = json.loads(config.model.to_json_best_effort())
   keys = sorted(set(ours) | set(saved_model))
+  # An argument one side omits is the constructor's default.
+  defaults = networks_lib.constructor_defaults(ours.get("name"))
   norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v
+  value = lambda d, k: norm(d.get(k, defaults.get(k)))
   return [f"model.{k}: config {ours.get(k)!r} vs checkpoint "
           f"{saved_model.get(k)!r}" for k in keys
-          if norm(ours.get(k)) != norm(saved_model.get(k))]
+          if value(ours, k) != value(saved_model, k)]
 
 
 def restore_params(config: ml_collections.ConfigDict, workdir: str,

@@ -223,6 +223,21 @@ def check_model(config) -> None:
         f"config.input.crop_size={(h, w)}: expected a multiple of "
         f"2**(len(config.model.channels_per_block) - 1) = {down} for a "
         f"{len(channels_per_block)}-scale U-Net.")
+  rate = config.model.get("level_dropout_rate")
+  if rate:  # latent level dropout (model.py), off when absent or 0
+    check_number(rate, "config.model.level_dropout_rate", low=0, high=1,
+                 what="a probability per example, below 1")
+    if rate >= 1:
+      raise UserError(f"config.model.level_dropout_rate={rate!r}: expected a "
+                      "probability below 1 (1 would never use the posterior's"
+                      " fine levels).")
+    levels = len(config.model.get("latent_dims") or ())
+    start = config.model.get("level_dropout_from", 1)
+    if not _is_int(start) or not 1 <= start < levels:
+      raise UserError(
+          f"config.model.level_dropout_from={start!r}: expected an integer "
+          f"in [1, {levels - 1}] (the first of the {levels} latent levels, "
+          "coarse -> fine, that is dropped).")
   try:  # The constructor's own argument checks (no parameters are made).
     networks_lib.make_networks(config.model)
   except ValueError as e:
@@ -491,12 +506,16 @@ def resume_mismatch(config, saved_config: Mapping[str, Any] | None,
   if not saved_config:
     return []
   ours = json.loads(config.to_json_best_effort())
+  # A model argument one side omits is the constructor's default (older
+  # workdirs' configs lack the newer options).
+  defaults = _flatten(networks_lib.constructor_defaults(
+      _get_json(ours, "model.name")), "model")
   diffs = []
   for field in fields:
     mine = _flatten(_get_json(ours, field), field)
     theirs = _flatten(_get_json(saved_config, field), field)
     for key in sorted(set(mine) | set(theirs)):
-      if mine.get(key) != theirs.get(key):
+      if mine.get(key, defaults.get(key)) != theirs.get(key, defaults.get(key)):
         diffs.append(f"{key}: {json.dumps(theirs.get(key))} -> "
                      f"{json.dumps(mine.get(key))}")
   return diffs

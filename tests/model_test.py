@@ -213,6 +213,48 @@ def test_reconstruction_decodes_posterior_latents_through_the_prior():
   np.testing.assert_allclose(np.stack(kl), np.stack(expected), rtol=1e-5)
 
 
+def test_level_dropout_decodes_prior_samples_and_drops_their_kl():
+  """Latent level dropout: a dropped example's fine levels decode a sample of
+  the conditional prior (no gradient into the posterior) and cost no KL."""
+  seg, img = _inputs()
+  _, params = _networks_and_params()  # the option adds no parameters
+  rng = jax.random.key(5)
+  full = networks_lib.make_networks(_model_config())
+  kl_full = np.stack(jax.jit(full.train_outputs)(
+      params, rng, seg=seg, img=img).kl)  # [levels, B]
+  # A rate just below 1 drops every example (the draw is fixed by `rng`).
+  dropped = networks_lib.make_networks(_model_config(
+      level_dropout_rate=0.999999, level_dropout_from=1))
+  kl = np.stack(jax.jit(dropped.train_outputs)(
+      params, rng, seg=seg, img=img).kl)
+  assert np.all(kl[1:] == 0.0) and np.all(kl[0] > 0)
+  np.testing.assert_allclose(kl[0], kl_full[0], rtol=1e-6)  # same q_0, p_0
+
+  def loss(p, networks):
+    out = networks.train_outputs(p, rng, seg=seg, img=img)
+    return jnp.sum(out.logits**2) + sum(jnp.sum(k) for k in out.kl)
+
+  def head_grad(networks, level):
+    g = jax.jit(jax.grad(loss), static_argnums=1)(params, networks)
+    return np.abs(np.asarray(
+        g[f"hpunet/~/posterior/~/latent_head_{level}"]["w"])).max()
+
+  # The posterior's fine heads get no gradient when their latents are not
+  # decoded; its coarsest head still does; without dropout all do.
+  assert head_grad(dropped, 1) == 0.0 and head_grad(dropped, 2) == 0.0
+  assert head_grad(dropped, 0) > 0.0
+  assert head_grad(full, 2) > 0.0
+  # Sampling and reconstruction are untouched by the option.
+  np.testing.assert_array_equal(
+      jax.jit(dropped.sample_n, static_argnames="num_samples")(
+          params, rng, img, num_samples=2),
+      jax.jit(full.sample_n, static_argnames="num_samples")(
+          params, rng, img, num_samples=2))
+  with pytest.raises(ValueError, match="level_dropout_from=3"):
+    networks_lib.make_networks(_model_config(level_dropout_rate=0.5,
+                                             level_dropout_from=3))
+
+
 def test_mean_and_z_q_semantics():
   networks, params = _networks_and_params()
   _, img = _inputs()

@@ -134,6 +134,11 @@ _TRAIN_CASES = [
     (["--config.loss.free_bits=-0.5"], ["config.loss.free_bits=-0.5"]),
     (["--config.loss.kl_balancing=True"], ["config.loss.kl_balancing=True",
                                           "kl_warmup_steps > 0"]),
+    (["--config.model.level_dropout_rate=1.0"],
+     ["config.model.level_dropout_rate=1.0", "below 1"]),
+    (["--config.model.level_dropout_rate=0.5",
+      "--config.model.level_dropout_from=0"],
+     ["config.model.level_dropout_from=0", "[1, 3]"]),
     (["--config.foo=1"], ["--config.foo=1", "no field 'foo'"]),
     (["--config.log_every_steps=x"], ["--config.log_every_steps=x"]),
 ]
