@@ -3,6 +3,7 @@ r"""Evaluates trained workdirs with the papers' metrics; writes tables and figur
 
   python -m hpunet.evaluate --config=configs/<exp>.py --workdir=<training workdir> \
       [--num_samples=16] [--split=test] [--max_batches=N] [--out_dir=DIR] \
+      [--ged_sample_counts=1,4,8,16] \
       [--cityscapes_gt_dir=$DATA/cityscapes/gtFine/val]
 
 `--workdir` may list several runs (model seeds), comma-separated: each is
@@ -22,6 +23,27 @@ the posterior means (`reconstruct(mean=True)`):
 | cityscapes_cars | IoU_rec (car ids), adapted Rand error (alpha = 32, car pixels), AP / AP50 through the official evaluation when `--cityscapes_gt_dir` is given |
 | cityscapes_flips | IoU_rec (the 10 switchable classes), GED^2 against the 32 modes (weighted, nan-mean IoU over the 10 switchable classes), mode frequencies, pixel-wise flip frequencies |
 
+GED² against the number of samples (sPU-Net Fig. 4; tasks with a GED²:
+lidc, synthetic, cityscapes_flips): `ged_n<n>` / `ged_modes_n<n>` for each
+n of `--ged_sample_counts` (default 1, 4, 8, 16). max(n, --num_samples)
+samples are drawn once per image and the GED² at n is that of the first n
+of them: for models whose samples are i.i.d. given the image (sPU-Net,
+HPU-Net, dropout U-Net, Image2Image VAE) the first n are n i.i.d. samples,
+so every n's per-image value has the distribution of the paper's n fresh
+samples (`metrics.ged_at_sample_counts`); for an ensemble of independently
+trained members, one sample each, the first n members are an n-member
+ensemble, the paper's model for n. An M-heads model is the exception: the
+paper trains one model per M = n heads and its heads are trained jointly,
+so read the row n = M of each M-heads model. The other metrics use the first
+`--num_samples`. With 1 sample the sample-diversity term is 0. Per image:
+`per_image.npz`; `python -m hpunet.compare` runs the paper's Wilcoxon
+signed-rank test between two such folders.
+
+Models without a posterior (`networks.has_posterior` False: dropout U-Net,
+ensembles, M-heads) have no reconstructions: IoU_rec, the per-factor
+reconstruction recall, the per-level sampling modes and the per-scale figure
+are skipped, and results.md says so.
+
 Per-scale variance ratios (synthetic; HPU-Net Fig. 3 / 15 made
 quantitative): for each sampling mode (all levels / only the most global /
 only the most local level sampled, the others at their means) and each factor
@@ -37,10 +59,15 @@ by the prior.
 
 Outputs go to `<workdir>/eval/<split>_step<step>/` (or `--out_dir`):
 `results.json`, `results.md` (a table shaped like the HPU-Net paper's
-Table 1) and `figures/*.png` — sample grids, per-pixel std maps, per-scale
-sampling (HPU-Net Fig. 3 / 15: full, only the most global, only the most
-local latent level sampled), clustered instances, and the mode-frequency vs
-ground-truth probability plot. With several workdirs each run's own outputs
+Table 1, and GED² against the number of samples like the sPU-Net paper's
+Fig. 4), `per_image.npz` (every per-image value, [runs, images], and the
+`image_id`s) and `figures/*.png` — sample grids, per-pixel std maps,
+per-scale sampling (HPU-Net Fig. 3 / 15: full, only the most global, only
+the most local latent level sampled), clustered instances, the per-image
+GED² distribution per number of samples (`ged_vs_samples.png`, sPU-Net
+Fig. 4: boxes, every image as a dot, the mean as a diamond) and the
+mode-frequency vs ground-truth probability plot (sPU-Net Fig. 5; every model
+on a task with known modes, at `--num_samples` samples per image). With several workdirs each run's own outputs
 go to `<workdir>/eval/<split>_step<step>/` (or `<out_dir>/run<k>/`, k = the
 position in `--workdir`) and the combined results.json/.md to the first
 run's folder (or `--out_dir`). Scalars and figures also go to the first
