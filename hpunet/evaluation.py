@@ -21,7 +21,21 @@ One evaluator for the training loop's periodic validation
 
 - `evaluate_batches` runs both over an iterator of batches; `finish` gathers
   the per-image values of every process once (one row per image, padding
-  dropped) and pools mode and flip frequencies.
+  dropped) and pools mode and flip frequencies; `gather_image_ids` their
+  image ids (to pair two models' values image by image).
+
+GED^2 against the number of samples (sPU-Net Fig. 4): with
+`ged_sample_counts` (`hpunet.evaluate`: 1, 4, 8, 16) the predictor draws
+max(counts, num_samples) samples per image once and reports `ged_n<n>` /
+`ged_modes_n<n>`, the GED^2 of the first n of them (see
+`metrics.ged_at_sample_counts` for why this is the paper's protocol); the
+other metrics use the first `num_samples`. The trainer's validation passes
+no counts (its `num_samples` only), which keeps it as cheap as before.
+
+Models without a posterior (`networks.has_posterior` False: dropout U-Net,
+ensembles, M-heads) have no reconstructions: their predictor's `reconstruct`
+is None, and IoU_rec, the per-factor reconstruction recall and the
+per-latent-level sampling modes are not computed for them.
 
 Multi-host: every process computes the metrics of its own rows (`batch_mask`
 marks padding); `finish` gathers them, keeping one copy of rows that several
@@ -80,21 +94,25 @@ def per_scale_modes(latent_dims: Sequence[int]) -> dict[str, Any]:
 
 
 def make_sample_fn(networks, num_samples: int, foreground: Sequence[int],
-                   mean: Any = False, out_shardings: Any = None):
+                   mean: Any = False, out_shardings: Any = None,
+                   num_moments: Optional[int] = None):
   """Jitted: argmax samples [S, B, H, W] and P(foreground) mean/std [B, H, W].
 
   P(foreground) sums the softmax over `foreground` classes; its mean over
   samples is the object score of the Cityscapes AP, its std the per-pixel
   std map of the figures. `mean`: `sample_n`'s per-level mean flags.
+  `num_moments`: the mean/std are over the first this many samples (default
+  all `num_samples`).
   """
   fg = jnp.asarray(foreground)
+  num_moments = num_samples if num_moments is None else num_moments
 
   @functools.partial(jax.jit, out_shardings=out_shardings)
   def fn(params, rng, image):
     logits = networks.sample_n(params["model"], rng, image,
                                num_samples=num_samples, mean=mean)
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-    p_fg = jnp.sum(probs[..., fg], axis=-1)  # [S, B, H, W]
+    p_fg = jnp.sum(probs[:num_moments][..., fg], axis=-1)  # [S', B, H, W]
     labels = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     return labels, jnp.mean(p_fg, 0), jnp.std(p_fg, 0)
 
@@ -115,23 +133,44 @@ def make_reconstruct_fn(networks, out_shardings: Any = None):
   return fn
 
 
+# The sample counts of the sPU-Net paper's Fig. 4 (GED^2 vs samples).
+GED_SAMPLE_COUNTS = (1, 4, 8, 16)
+
+
 @dataclasses.dataclass(frozen=True)
 class Predictor:
   """The jitted prediction functions of one model on one task."""
   task: tasks_lib.Task
+  # Samples per image of the metrics (GED^2, Hungarian IoU, mode
+  # frequencies, Rand error...).
   num_samples: int
   num_classes: int
+  # (params, rng, image) -> samples [num_drawn, B, H, W], p_mean, p_std.
   sample: Callable[..., Any]
-  reconstruct: Callable[..., Any]
+  # None for models without a posterior (`networks.has_posterior` False):
+  # no reconstruction metrics.
+  reconstruct: Optional[Callable[..., Any]]
   # Per-scale sampling modes other than "full" (synthetic evaluation).
   scales: Mapping[str, Callable[..., Any]]
   # Compute the per-scale metrics (variance ratios, recall) at all.
   per_scale: bool = False
+  # Also GED^2 of the first n samples for each n (`ged_n<n>`; Fig. 4).
+  ged_sample_counts: tuple[int, ...] = ()
+
+  @property
+  def num_drawn(self) -> int:
+    """Samples drawn per image: enough for every count, drawn once."""
+    return max((self.num_samples,) + tuple(self.ged_sample_counts))
+
+  @property
+  def has_posterior(self) -> bool:
+    return self.reconstruct is not None
 
 
 def make_predictor(networks, task: tasks_lib.Task,
                    num_samples: Optional[int] = None, *,
                    per_scale: bool = False,
+                   ged_sample_counts: Sequence[int] = (),
                    out_shardings: Any = None) -> Predictor:
   """Sampling and reconstruction functions for `task`.
 
@@ -140,33 +179,47 @@ def make_predictor(networks, task: tasks_lib.Task,
     task: a `tasks.Task`.
     num_samples: samples per image (default: the task's).
     per_scale: also sample each per-scale mode of `per_scale_modes` (only
-      used on batches with known modes: the synthetic task).
+      used on batches with known modes: the synthetic task; not for models
+      without a posterior, which have no latent levels to hold at their
+      means).
+    ged_sample_counts: also report GED^2 of the first n samples for each n
+      (e.g. `GED_SAMPLE_COUNTS`); max(num_samples, counts) samples are
+      drawn once per image and the other metrics use the first
+      `num_samples`. Empty (the trainer's validation): only `num_samples`.
     out_shardings: of the outputs (the trainer replicates them over its
       mesh); None = where jit puts them.
   """
   num_samples = validation.check_int(
       task.num_samples if num_samples is None else num_samples,
       "num_samples", what="prior samples per image")
+  counts = tuple(sorted({validation.check_int(
+      n, "ged_sample_counts", what="samples per image of a GED^2")
+                         for n in ged_sample_counts}))
+  has_posterior = getattr(networks, "has_posterior", True)
   scales = {}
-  if per_scale:
+  if per_scale and has_posterior:
     scales = {name: make_sample_fn(networks, num_samples, task.foreground,
                                    mean=mean, out_shardings=out_shardings)
               for name, mean in per_scale_modes(networks.latent_dims).items()
               if name != "full"}
+  num_drawn = max((num_samples,) + counts)
   return Predictor(
       task=task, num_samples=num_samples, num_classes=networks.num_classes,
-      sample=make_sample_fn(networks, num_samples, task.foreground,
-                            out_shardings=out_shardings),
-      reconstruct=make_reconstruct_fn(networks, out_shardings=out_shardings),
-      scales=scales, per_scale=per_scale)
+      sample=make_sample_fn(networks, num_drawn, task.foreground,
+                            out_shardings=out_shardings,
+                            num_moments=num_samples),
+      reconstruct=(make_reconstruct_fn(networks, out_shardings=out_shardings)
+                   if has_posterior else None),
+      scales=scales, per_scale=per_scale, ged_sample_counts=counts)
 
 
 class Predictions(NamedTuple):
   """One batch's predictions as numpy arrays (B = the batch's rows)."""
-  labels: np.ndarray  # int32 [B, S, H, W] argmax samples
+  labels: np.ndarray  # int32 [B, num_drawn, H, W] argmax samples
   p_mean: np.ndarray  # float32 [B, H, W] mean over samples of P(foreground)
   p_std: np.ndarray  # float32 [B, H, W] its std
-  recs: np.ndarray  # int32 [B, G, H, W] (graders) or [B, H, W]
+  # int32 [B, G, H, W] (graders) or [B, H, W]; None without a posterior.
+  recs: Optional[np.ndarray]
   # Per-scale mode -> [B, S, H, W]; None unless the predictor's per_scale.
   scale_labels: Optional[Mapping[str, np.ndarray]]
 
@@ -196,7 +249,9 @@ def predict(predictor: Predictor, params, rng: Array,
                            _host(x)[rows]
                            for x in predictor.sample(
                                params, jax.random.fold_in(rng, 0), image))
-  if predictor.task.has_graders:
+  if not predictor.has_posterior:
+    recs = None
+  elif predictor.task.has_graders:
     masks = inputs["masks"]
     recs = np.stack([
         _host(predictor.reconstruct(
@@ -219,8 +274,13 @@ def predict(predictor: Predictor, params, rng: Array,
 # ----------------------------------------------------------------------------
 
 
-def binary_metrics(out, samples, recs, batch, valid, *, subset_b: bool):
-  """Graders tasks: samples [B, S, H, W] bool, recs [B, G, H, W] bool."""
+def binary_metrics(out, samples, recs, batch, valid, *, subset_b: bool,
+                   num_samples: Optional[int] = None,
+                   ged_sample_counts: Sequence[int] = ()):
+  """Graders tasks: samples [B, S, H, W] bool, recs [B, G, H, W] bool or
+  None (no posterior). The first `num_samples` samples (default all) give
+  the metrics; `ged_sample_counts` adds `ged[_modes]_n<n>` (see
+  `metrics.binary_batch_metrics`)."""
   valid = np.asarray(valid, bool)
   if not valid.any():  # an all-padding batch (multi-host tail)
     return
@@ -229,13 +289,16 @@ def binary_metrics(out, samples, recs, batch, valid, *, subset_b: bool):
   modes = np.asarray(batch["modes"])[valid] > 0 if has_modes else None
   probs = (np.asarray(batch["mode_probs"], np.float64)[valid] if has_modes
            else None)
+  num = samples.shape[1] if num_samples is None else num_samples
   values = metrics_lib.binary_batch_metrics(
-      samples[valid], recs[valid], graders[valid], modes, probs,
-      subset_b=subset_b)
+      samples[valid], None if recs is None else recs[valid], graders[valid],
+      modes, probs, subset_b=subset_b, num_samples=num,
+      ged_sample_counts=ged_sample_counts)
   for key, per_image in values.items():
     out[key].extend(float(v) for v in per_image)
   if has_modes:
-    out["_assignments"].extend(metrics_lib.assign_modes(samples[valid], modes))
+    out["_assignments"].extend(
+        metrics_lib.assign_modes(samples[valid][:, :num], modes))
     out["_mode_probs"].extend(probs)
 
 
@@ -244,7 +307,8 @@ def scale_metrics(out, scale_samples, recs, batch, valid):
   mode, and the recall of the reconstructions where graders marked it.
 
   scale_samples: mode name -> bool samples [B, S, H, W]; recs: bool
-  reconstructions of the graders' masks [B, G, H, W].
+  reconstructions of the graders' masks [B, G, H, W], or None (no
+  posterior: no recall).
   """
   valid = np.asarray(valid, bool)
   modes = np.asarray(batch["modes"]) > 0  # [B, M, H, W]
@@ -253,6 +317,8 @@ def scale_metrics(out, scale_samples, recs, batch, valid):
   regions = metrics_lib.synthetic_factor_regions(modes)
   graders = np.moveaxis(np.asarray(batch["masks"]) > 0, -1, 1)
   for factor in metrics_lib.SYNTHETIC_FACTORS:
+    if recs is None:
+      break
     recall = metrics_lib.region_recall(recs, graders, regions[factor])
     out[f"rec_recall_{factor}"].extend(
         float(r) for r in np.asarray(recall)[valid])
@@ -309,26 +375,42 @@ def instance_metrics(out, task: tasks_lib.Task, labels, batch, valid, seed,
   return clustered
 
 
-def flip_metrics(out, labels, batch, valid):
-  """Cityscapes flips: GED against the 32 modes, assignments, flip counts."""
+def flip_metrics(out, labels, batch, valid, *,
+                 num_samples: Optional[int] = None,
+                 ged_sample_counts: Sequence[int] = ()):
+  """Cityscapes flips: GED against the 32 modes, assignments, flip counts.
+
+  labels: [B, S, H, W]; the first `num_samples` (default all) give the
+  metrics; `ged_sample_counts` adds `ged_modes_n<n>`.
+  """
   label = np.asarray(batch["label"])  # unflipped trainIds, 255 = ignore
+  num = labels.shape[1] if num_samples is None else num_samples
+  counts = tuple(ged_sample_counts)
   for b in np.flatnonzero(valid):
     modes, probs = metrics_lib.cityscapes_flip_modes(label[b])
     ignore = label[b] == tasks_lib.IGNORE_ID
-    out["ged_modes"].append(float(metrics_lib.ged_multiclass(
-        labels[b], modes, probs, ignore_mask=ignore)))
+    geds = metrics_lib.ged_at_sample_counts(
+        *metrics_lib.ged_multiclass_distances(labels[b], modes,
+                                              ignore_mask=ignore),
+        (num,) + counts, probs)
+    out["ged_modes"].append(float(geds[num]))
+    for n in counts:
+      out[f"ged_modes_n{n}"].append(float(geds[n]))
+    samples = labels[b, :num]
     out["_assignments"].append(metrics_lib.assign_modes(
-        labels[b], modes, class_ids=tasks_lib.FLIP_CLASS_IDS,
+        samples, modes, class_ids=tasks_lib.FLIP_CLASS_IDS,
         ignore_mask=ignore))
     out["_mode_probs"].append(probs)
-    out["_flip_counts"].append(metrics_lib.flip_pixel_counts(labels[b],
+    out["_flip_counts"].append(metrics_lib.flip_pixel_counts(samples,
                                                              label[b]))
 
 
 def batch_metrics(out, task: tasks_lib.Task, pred: Predictions, batch, valid,
                   *, seed: int = 0, instances: bool = True,
                   class_ids: Optional[Sequence[int]] = None,
-                  ap_dir: Optional[str] = None) -> list[np.ndarray]:
+                  ap_dir: Optional[str] = None,
+                  num_samples: Optional[int] = None,
+                  ged_sample_counts: Sequence[int] = ()) -> list[np.ndarray]:
   """Appends the per-image metrics of one batch to `out` (name -> list).
 
   Args:
@@ -342,26 +424,37 @@ def batch_metrics(out, task: tasks_lib.Task, pred: Predictions, batch, valid,
     instances: cluster the samples of instance tasks (the Rand error).
     class_ids: IoU_rec classes of tasks without graders (default the task's).
     ap_dir: write the Cityscapes AP inputs there (cars).
+    num_samples: the metrics use the first this many of `pred.labels`
+      (default all).
+    ged_sample_counts: GED^2 of the first n samples too, for each n (tasks
+      with a GED: graders, flips).
 
   Returns:
     The clustered instance maps (instance tasks; else empty).
   """
   valid = np.asarray(valid, bool)
+  num = pred.labels.shape[1] if num_samples is None else int(num_samples)
+  labels = pred.labels[:, :num]
+  recs = pred.recs  # None: no posterior, no reconstruction metrics
   if task.has_graders:
-    binary_metrics(out, pred.labels > 0, pred.recs > 0, batch, valid,
-                   subset_b=task.subset_b)
+    binary_metrics(out, pred.labels > 0, None if recs is None else recs > 0,
+                   batch, valid, subset_b=task.subset_b, num_samples=num,
+                   ged_sample_counts=ged_sample_counts)
     if "modes" in batch and pred.scale_labels is not None and valid.any():
-      scale_samples = {"full": pred.labels > 0}
+      scale_samples = {"full": labels > 0}
       scale_samples.update({k: v > 0 for k, v in pred.scale_labels.items()})
-      scale_metrics(out, scale_samples, pred.recs > 0, batch, valid)
+      scale_metrics(out, scale_samples, None if recs is None else recs > 0,
+                    batch, valid)
     return []
-  rec_iou_metrics(out, task, pred.recs, batch, valid, class_ids)
+  if recs is not None:
+    rec_iou_metrics(out, task, recs, batch, valid, class_ids)
   if task.kind == "flips":
-    flip_metrics(out, pred.labels, batch, valid)
+    flip_metrics(out, pred.labels, batch, valid, num_samples=num,
+                 ged_sample_counts=ged_sample_counts)
     return []
   if not instances:
     return []
-  return instance_metrics(out, task, pred.labels, batch, valid, seed,
+  return instance_metrics(out, task, labels, batch, valid, seed,
                           car_prob=pred.p_mean, ap_dir=ap_dir)
 
 
@@ -475,12 +568,40 @@ def evaluate_batches(predictor: Predictor, params, batches: Iterable[Any], *,
                    rows=rows)
     clustered = batch_metrics(out, predictor.task, pred, batch, valid,
                               seed=seed + 1000 * i, instances=instances,
-                              class_ids=class_ids, ap_dir=ap_dir)
+                              class_ids=class_ids, ap_dir=ap_dir,
+                              num_samples=predictor.num_samples,
+                              ged_sample_counts=predictor.ged_sample_counts)
     out["_valid"].append(valid)
+    if "image_id" in batch:  # pairs the images of two models (comparison)
+      out["_ids"].extend(
+          _decode(x) for x in np.asarray(batch["image_id"])[valid])
     if on_batch is not None:
       on_batch(i, batch, pred, valid, clustered)
   out.pop("_valid", None)
   return out
+
+
+def _decode(image_id) -> str:
+  return image_id.decode() if isinstance(image_id, bytes) else str(image_id)
+
+
+_ID_BYTES = 256  # fixed width of the gathered ids (longer ones are cut)
+
+
+def gather_image_ids(out: Mapping[str, list], *,
+                     feed_index: Optional[int] = None) -> Optional[list[str]]:
+  """The image ids of `evaluate_batches`' rows over every process, in the
+  order of `finish`'s per-image values; None when the batches had none."""
+  if "_ids" not in out:
+    return None
+  ids = out["_ids"]
+  encoded = np.zeros((len(ids), _ID_BYTES), np.uint8)  # numeric for gather
+  for i, image_id in enumerate(ids):
+    raw = image_id.encode()[:_ID_BYTES]
+    encoded[i, :len(raw)] = np.frombuffer(raw, np.uint8)
+  encoded = gather_rows(encoded, feed_index)
+  return [bytes(row).rstrip(b"\0").decode(errors="replace")
+          for row in encoded]
 
 
 def mean_metrics(per_image: Mapping[str, np.ndarray]) -> dict[str, float]:

@@ -2,9 +2,10 @@
 """Pictures of inputs, labels and samples: RGB arrays, grids, PNG files.
 
 Plain NumPy (PNG files and column labels through PIL, the mode-frequency
-plot through matplotlib, both imported when used; files written through
-etils.epath, so paths may be local or e.g. gs://); shared by the training
-summaries, `hpunet.evaluate`, `hpunet.sample` and the notebooks.
+and per-image GED^2 plots through matplotlib, both imported when used;
+files written through etils.epath, so paths may be local or e.g. gs://);
+shared by the training summaries, `hpunet.evaluate`, `hpunet.sample` and the
+notebooks.
 """
 
 import io
@@ -100,14 +101,17 @@ def samples_grid(image, gt, rec, samples, num_classes: int,
                  max_samples: int = 8) -> np.ndarray:
   """Rows = images: input | ground truth | reconstruction | samples.
 
-  samples: [B, S, H, W] class ids.
+  samples: [B, S, H, W] class ids; rec None (a model without a posterior):
+  no reconstruction column.
   """
-  cols = [image_to_rgb(image), label_to_rgb(gt, num_classes),
-          label_to_rgb(rec, num_classes)]
+  cols = [image_to_rgb(image), label_to_rgb(gt, num_classes)]
+  labels = ["image", "gt"]
+  if rec is not None:
+    cols.append(label_to_rgb(rec, num_classes))
+    labels.append("rec")
   num_shown = min(max_samples, samples.shape[1])
   cols += [label_to_rgb(samples[:, s], num_classes) for s in range(num_shown)]
-  return image_grid(cols, labels=["image", "gt", "rec"]
-                    + [f"s{s}" for s in range(num_shown)])
+  return image_grid(cols, labels=labels + [f"s{s}" for s in range(num_shown)])
 
 
 def save_png(path: str, rgb: np.ndarray) -> None:
@@ -126,12 +130,65 @@ def write_bytes(path, data: bytes) -> None:
   path.write_bytes(data)
 
 
-def mode_frequency_plot(path: str, expected, predicted,
-                        total_variation: float, title: str) -> None:
-  """Predicted mode frequency against the true mode probability (PNG)."""
+def _pyplot():
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _save_figure(plt, fig, path: str) -> None:
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png")
+  plt.close(fig)
+  write_bytes(path, buffer.getvalue())
+
+
+def ged_distribution_plot(path: str, panels, title: str) -> None:
+  """Per-image GED^2 against the number of samples (sPU-Net Fig. 4), PNG.
+
+  Args:
+    path: the PNG's path.
+    panels: panel title -> {n samples: per-image GED^2 values}; one panel
+      each (e.g. against the graders and against the known modes). Per n:
+      a box (quartiles, whiskers at 1.5 IQR), every image as a jittered
+      dot, and the mean as a black diamond (NaNs dropped).
+    title: the figure's title (task, model).
+  """
+  plt = _pyplot()
+  panels = {k: v for k, v in panels.items() if v}
+  if not panels:
+    raise ValueError("ged_distribution_plot: no values to plot.")
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6),
+                           dpi=100, squeeze=False)
+  rng = np.random.default_rng(0)  # the jitter: the same picture every time
+  for ax, (name, per_n) in zip(axes[0], panels.items()):
+    counts = sorted(per_n)
+    values = [np.asarray(per_n[n], np.float64) for n in counts]
+    values = [v[np.isfinite(v)] for v in values]
+    positions = np.arange(len(counts))
+    ax.boxplot(values, positions=positions, widths=0.5, showfliers=False,
+               medianprops={"color": "tab:orange"})
+    for x, v in zip(positions, values):
+      ax.scatter(x + rng.uniform(-0.18, 0.18, v.size), v, s=6,
+                 alpha=0.6 if v.size < 200 else 0.2, color="tab:blue",
+                 linewidths=0, zorder=2)
+      if v.size:
+        ax.scatter([x], [v.mean()], marker="D", s=30, color="black",
+                   zorder=3)
+    ax.set_xticks(positions, [str(n) for n in counts])
+    ax.set_xlabel("# samples")
+    ax.set_ylabel("GED²")
+    ax.set_title(name, fontsize=9)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  _save_figure(plt, fig, path)
+
+
+def mode_frequency_plot(path: str, expected, predicted,
+                        total_variation: float, title: str) -> None:
+  """Predicted mode frequency against the true mode probability (PNG)."""
+  plt = _pyplot()
   expected, predicted = np.asarray(expected), np.asarray(predicted)
   fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
   top = max(float(expected.max()), float(predicted.max())) * 1.1
@@ -143,7 +200,4 @@ def mode_frequency_plot(path: str, expected, predicted,
   ax.set_xlim(0, top)
   ax.set_ylim(0, top)
   fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format="png")
-  plt.close(fig)
-  write_bytes(path, buffer.getvalue())
+  _save_figure(plt, fig, path)

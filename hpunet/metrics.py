@@ -25,7 +25,9 @@ Hungarian-matched IoU (B3): both sets tiled to lcm(n, m), optimal matching.
 
 Reconstruction IoU (B4), adapted Rand error (B5, SNEMI3D convention), mode
 frequencies and pixel flip frequencies (B9), ambiguity detection (sPU-Net
-App. E, B10) and the bootstrap over test images and model seeds (B11).
+App. E, B10), the bootstrap over test images and model seeds (B11) and the
+Wilcoxon signed-rank test between two models' per-image values (B12, the
+sPU-Net paper's significance test).
 """
 
 import dataclasses
@@ -34,6 +36,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 from scipy import optimize
+from scipy import stats
 
 from hpunet import tasks
 
@@ -293,6 +296,59 @@ def ged_from_distances(d_sy, d_ss, d_yy, weights=None, *, unbiased=False):
   return _result(cross - ss - yy)
 
 
+def ged_at_sample_counts(d_sy, d_ss, d_yy, sample_counts, weights=None, *,
+                         unbiased=False) -> dict[int, np.ndarray]:
+  """GED^2 of the first n samples, for each n in `sample_counts` (Fig. 4).
+
+  The sPU-Net paper reports GED^2 at 1, 4, 8 and 16 samples per image. For a
+  model whose samples are i.i.d. given the image, the first n of N i.i.d.
+  samples are n i.i.d. samples, so drawing N = max(n) once and slicing
+  prefixes of the distance matrices gives each n's estimator the same
+  distribution as n fresh samples, for one draw and one set of distances
+  (the values for different n of one image are then correlated, which no
+  per-n comparison uses). With n = 1 the sample-diversity term is 0 (the one
+  self-pair, d(S_1, S_1) = 0): GED^2 = 2 sum_k w_k d(S_1, Y_k) - the Y-Y term.
+
+  Args:
+    d_sy, d_ss, d_yy: the distances of `ged_distances` over N samples.
+    sample_counts: the n's, each in 1..N.
+    weights, unbiased: see `ged_from_distances`.
+
+  Returns:
+    n -> float64 GED^2 `[...]` of the first n samples.
+  """
+  num = np.shape(d_sy)[-2]
+  out = {}
+  for n in sample_counts:
+    n = int(n)
+    if not 1 <= n <= num:
+      raise ValueError(f"ged_at_sample_counts: sample count {n} not in "
+                       f"1..{num} (the samples drawn).")
+    out[n] = ged_from_distances(
+        np.asarray(d_sy)[..., :n, :], np.asarray(d_ss)[..., :n, :n], d_yy,
+        weights, unbiased=unbiased)
+  return out
+
+
+def ged_distances(samples, ground_truths):
+  """The distances of GED^2 between binary sets, d = 1 - IoU (LIDC rule).
+
+  Args:
+    samples: bool `[..., n, H, W]` (at most one leading image axis).
+    ground_truths: bool `[..., m, H, W]`.
+
+  Returns:
+    (d_sy `[..., n, m]`, d_ss `[..., n, n]`, d_yy `[..., m, m]`), float64.
+  """
+  s = np.asarray(samples, bool)
+  y = np.asarray(ground_truths, bool)
+  if s.ndim not in (3, 4) or y.ndim != s.ndim:
+    raise ValueError(f"ged: expected samples [B?,n,H,W] and ground_truths "
+                     f"[B?,m,H,W], got {s.shape} and {y.shape}.")
+  return (1.0 - _batched_pairwise_iou(s, y), 1.0 - _batched_pairwise_iou(s, s),
+          1.0 - _batched_pairwise_iou(y, y))
+
+
 def ged(samples, ground_truths, weights=None, *, unbiased=False):
   """Squared GED between binary sample and GT sets, d = 1 - IoU (LIDC rule).
 
@@ -306,15 +362,42 @@ def ged(samples, ground_truths, weights=None, *, unbiased=False):
   Returns:
     float64 GED^2 per image.
   """
-  s = np.asarray(samples, bool)
-  y = np.asarray(ground_truths, bool)
-  if s.ndim not in (3, 4) or y.ndim != s.ndim:
-    raise ValueError(f"ged: expected samples [B?,n,H,W] and ground_truths "
-                     f"[B?,m,H,W], got {s.shape} and {y.shape}.")
-  d_sy = 1.0 - _batched_pairwise_iou(s, y)
-  d_ss = 1.0 - _batched_pairwise_iou(s, s)
-  d_yy = 1.0 - _batched_pairwise_iou(y, y)
-  return ged_from_distances(d_sy, d_ss, d_yy, weights, unbiased=unbiased)
+  return ged_from_distances(*ged_distances(samples, ground_truths), weights,
+                            unbiased=unbiased)
+
+
+def ged_multiclass_distances(samples, ground_truths, *,
+                             class_ids=FLIP_CLASS_IDS, ignore_mask=None):
+  """The distances of GED^2 between label-map sets, d = 1 - nan-mean IoU.
+
+  Args: see `ged_multiclass`.
+
+  Returns:
+    (d_sy `[..., n, m]`, d_ss `[..., n, n]`, d_yy `[..., m, m]`), float64.
+  """
+  s = np.asarray(samples)
+  y = np.asarray(ground_truths)
+  _check_spatial("ged_multiclass", s, y)
+  batch = s.shape[:-3]
+  if y.shape[:-3] != batch:
+    raise ValueError(f"ged_multiclass: leading axes differ, {s.shape} vs "
+                     f"{y.shape}.")
+  s2 = s.reshape((-1,) + s.shape[-3:])
+  y2 = y.reshape((-1,) + y.shape[-3:])
+  if ignore_mask is None:
+    ig = [None] * s2.shape[0]
+  else:
+    ig = np.broadcast_to(np.asarray(ignore_mask, bool),
+                         batch + s.shape[-2:]).reshape((-1,) + s.shape[-2:])
+  d_sy, d_ss, d_yy = [], [], []
+  for i in range(s2.shape[0]):
+    kw = dict(class_ids=class_ids, ignore_mask=ig[i])
+    d_sy.append(1.0 - pairwise_multiclass_iou(s2[i], y2[i], **kw))
+    d_ss.append(1.0 - pairwise_multiclass_iou(s2[i], s2[i], **kw))
+    d_yy.append(1.0 - pairwise_multiclass_iou(y2[i], y2[i], **kw))
+  n, m = s.shape[-3], y.shape[-3]
+  return (np.reshape(d_sy, batch + (n, m)), np.reshape(d_ss, batch + (n, n)),
+          np.reshape(d_yy, batch + (m, m)))
 
 
 def ged_multiclass(samples, ground_truths, weights=None, *,
@@ -338,31 +421,10 @@ def ged_multiclass(samples, ground_truths, weights=None, *,
   Returns:
     float64 GED^2 per image.
   """
-  s = np.asarray(samples)
-  y = np.asarray(ground_truths)
-  _check_spatial("ged_multiclass", s, y)
-  batch = s.shape[:-3]
-  if y.shape[:-3] != batch:
-    raise ValueError(f"ged_multiclass: leading axes differ, {s.shape} vs "
-                     f"{y.shape}.")
-  s2 = s.reshape((-1,) + s.shape[-3:])
-  y2 = y.reshape((-1,) + y.shape[-3:])
-  if ignore_mask is None:
-    ig = [None] * s2.shape[0]
-  else:
-    ig = np.broadcast_to(np.asarray(ignore_mask, bool),
-                         batch + s.shape[-2:]).reshape((-1,) + s.shape[-2:])
-  d_sy, d_ss, d_yy = [], [], []
-  for i in range(s2.shape[0]):
-    kw = dict(class_ids=class_ids, ignore_mask=ig[i])
-    d_sy.append(1.0 - pairwise_multiclass_iou(s2[i], y2[i], **kw))
-    d_ss.append(1.0 - pairwise_multiclass_iou(s2[i], s2[i], **kw))
-    d_yy.append(1.0 - pairwise_multiclass_iou(y2[i], y2[i], **kw))
-  n, m = s.shape[-3], y.shape[-3]
-  d_sy = np.reshape(d_sy, batch + (n, m))
-  d_ss = np.reshape(d_ss, batch + (n, n))
-  d_yy = np.reshape(d_yy, batch + (m, m))
-  return ged_from_distances(d_sy, d_ss, d_yy, weights, unbiased=unbiased)
+  return ged_from_distances(
+      *ged_multiclass_distances(samples, ground_truths, class_ids=class_ids,
+                                ignore_mask=ignore_mask),
+      weights, unbiased=unbiased)
 
 
 # ----------------------------------------------------------------------------
@@ -426,36 +488,52 @@ def lidc_reconstruction_iou(reconstructions, ground_truths):
 
 
 def binary_batch_metrics(samples, reconstructions, graders, modes=None,
-                         mode_probs=None, *, subset_b=False
+                         mode_probs=None, *, subset_b=False,
+                         num_samples=None, ged_sample_counts=()
                          ) -> dict[str, np.ndarray]:
   """Per-image metrics of a batch of a binary task (LIDC, synthetic).
 
   The one definition used by both the trainer's periodic validation and
-  `python -m hpunet.evaluate`.
+  `python -m hpunet.evaluate`. The sample-to-ground-truth distances are
+  computed once over all samples and sliced for each sample count.
 
   Args:
     samples: bool `[B, S, H, W]` prior samples (argmax).
     reconstructions: bool `[B, G, H, W]`, the posterior-mean reconstruction
-      of each grading.
+      of each grading; None for models without a posterior (no `rec_iou`).
     graders: bool `[B, G, H, W]` the gradings.
     modes: optional bool `[B, M, H, W]` known modes (synthetic).
     mode_probs: `[B, M]` their probabilities (with `modes`).
     subset_b: add the LIDC subset-B metrics (all graders marked a lesion;
       NaN for the other images).
+    num_samples: the first `num_samples` samples give `ged`, `hm_iou` and
+      `ged_modes` (default: all S).
+    ged_sample_counts: also `ged_n<n>` (and `ged_modes_n<n>` with `modes`),
+      GED^2 of the first n samples for each n (`ged_at_sample_counts`).
 
   Returns:
-    name -> float64 `[B]`: `rec_iou` (B4), `ged` (B2, against the graders),
-    `hm_iou` (B3); `ged_modes` (against the known modes, weighted) with
-    `modes`; `hm_iou_subset_b`, `ged_subset_b` with `subset_b`.
+    name -> float64 `[B]`: `rec_iou` (B4, with reconstructions), `ged` (B2,
+    against the graders), `hm_iou` (B3); `ged_modes` (against the known
+    modes, weighted) with `modes`; `hm_iou_subset_b`, `ged_subset_b` with
+    `subset_b`; the `_n<n>` GEDs.
   """
   s = np.asarray(samples, bool)
   y = np.asarray(graders, bool)
-  out = {
-      "rec_iou": np.asarray(lidc_reconstruction_iou(reconstructions, y),
-                            np.float64).reshape(-1),
-      "ged": np.asarray(ged(s, y), np.float64).reshape(-1),
-      "hm_iou": np.asarray(hungarian_iou(s, y), np.float64).reshape(-1),
-  }
+  num = s.shape[-3] if num_samples is None else int(num_samples)
+  counts = tuple(int(n) for n in ged_sample_counts)
+  d_sy, d_ss, d_yy = ged_distances(s, y)
+  out = {}
+  if reconstructions is not None:
+    out["rec_iou"] = np.asarray(lidc_reconstruction_iou(reconstructions, y),
+                                np.float64).reshape(-1)
+  geds = ged_at_sample_counts(d_sy, d_ss, d_yy, (num,) + counts)
+  out["ged"] = np.asarray(geds[num], np.float64).reshape(-1)
+  iou_sy = 1.0 - d_sy[..., :num, :]
+  out["hm_iou"] = np.asarray(
+      [hungarian_iou_from_matrix(m) for m in iou_sy.reshape(
+          (-1,) + iou_sy.shape[-2:])], np.float64)
+  for n in counts:
+    out[f"ged_n{n}"] = np.asarray(geds[n], np.float64).reshape(-1)
   if subset_b:
     in_b = y.any(axis=(-2, -1)).all(axis=-1)
     out["hm_iou_subset_b"] = np.where(in_b, out["hm_iou"], np.nan)
@@ -463,9 +541,12 @@ def binary_batch_metrics(samples, reconstructions, graders, modes=None,
   if modes is not None:
     if mode_probs is None:
       raise ValueError("binary_batch_metrics: modes need mode_probs.")
-    out["ged_modes"] = np.asarray(
-        ged(s, np.asarray(modes, bool), np.asarray(mode_probs, np.float64)),
-        np.float64).reshape(-1)
+    geds = ged_at_sample_counts(
+        *ged_distances(s, np.asarray(modes, bool)), (num,) + counts,
+        np.asarray(mode_probs, np.float64))
+    out["ged_modes"] = np.asarray(geds[num], np.float64).reshape(-1)
+    for n in counts:
+      out[f"ged_modes_n{n}"] = np.asarray(geds[n], np.float64).reshape(-1)
   return out
 
 
@@ -932,3 +1013,54 @@ def bootstrap_over_seeds(values_per_seed: Sequence[np.ndarray],
     raise ValueError("bootstrap_over_seeds: no seeds given.")
   return BootstrapResult(float(np.mean(seed_means)),
                          float(np.concatenate(pooled).std()), total)
+
+
+# ----------------------------------------------------------------------------
+# Paired comparison of two models (B12).
+# ----------------------------------------------------------------------------
+
+
+class WilcoxonResult(NamedTuple):
+  statistic: float  # scipy's two-sided statistic: min(R+, R-).
+  p_value: float  # two-sided.
+  num_images: int  # pairs with both values finite.
+  median_difference: float  # median over images of a - b.
+  mean_difference: float  # mean over images of a - b.
+  better: str  # "a", "b" or "neither" (all differences zero).
+
+
+def wilcoxon_signed_rank(a, b, *, lower_is_better=True) -> WilcoxonResult:
+  """B12: the Wilcoxon signed-rank test between two models' per-image values.
+
+  The sPU-Net paper's test of GED^2 differences (Sec. 4): the values of
+  model a and model b on the same images, paired by image; images where
+  either is NaN are dropped. `scipy.stats.wilcoxon` with its defaults (zero
+  differences dropped, two-sided, the exact distribution for small samples
+  without ties, else the normal approximation). The better model is the
+  one the signed ranks favour: with `lower_is_better` (GED^2), a is better
+  when the rank sum of the images where a < b exceeds that where a > b.
+  """
+  a = np.asarray(a, np.float64).reshape(-1)
+  b = np.asarray(b, np.float64).reshape(-1)
+  if a.shape != b.shape:
+    raise ValueError(f"wilcoxon_signed_rank: {a.size} vs {b.size} per-image "
+                     "values; both models must be evaluated on the same "
+                     "images.")
+  keep = np.isfinite(a) & np.isfinite(b)
+  diff = a[keep] - b[keep]
+  if diff.size == 0:
+    raise ValueError("wilcoxon_signed_rank: no image with finite values for "
+                     "both models.")
+  nonzero = diff[diff != 0]
+  if nonzero.size == 0:
+    return WilcoxonResult(0.0, 1.0, int(diff.size), 0.0, 0.0, "neither")
+  res = stats.wilcoxon(a[keep], b[keep])
+  ranks = stats.rankdata(np.abs(nonzero))
+  r_plus, r_minus = ranks[nonzero > 0].sum(), ranks[nonzero < 0].sum()
+  if r_plus == r_minus:
+    better = "neither"
+  else:  # r_minus > r_plus: a is lower on the (rank-weighted) whole
+    better = "a" if (r_minus > r_plus) == lower_is_better else "b"
+  return WilcoxonResult(float(res.statistic), float(res.pvalue),
+                        int(diff.size), float(np.median(diff)),
+                        float(np.mean(diff)), better)

@@ -426,8 +426,15 @@ def check_train(config, workdir: Any) -> None:
 
 def check_evaluate(config, workdirs: Sequence[str], *, split: Any,
                    num_samples: Any, max_batches: Any, out_dir: Any,
-                   cityscapes_gt_dir: Any) -> None:
+                   cityscapes_gt_dir: Any,
+                   ged_sample_counts: Sequence[Any] = ()) -> None:
   """The flags of `hpunet.evaluate` (before anything is read or created)."""
+  for n in ged_sample_counts:  # strings from the comma-separated flag
+    text = str(n).strip()
+    if not text.isdigit() or int(text) < 1:
+      given = ",".join(map(str, ged_sample_counts))
+      raise UserError(f"--ged_sample_counts={given}: {n!r} is not a whole "
+                      "number >= 1 (samples per image, e.g. 1,4,8,16).")
   if not workdirs:
     raise UserError("--workdir='': expected one or more comma-separated "
                     "training workdirs.")

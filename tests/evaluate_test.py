@@ -201,8 +201,12 @@ def test_evaluate_command_on_a_briefly_trained_model(smoke_workdir, tmp_path,
   assert len(freqs["expected"]) == 18
   assert sum(freqs["predicted"]) == pytest.approx(1.0)
   assert set(results["figures"]) == {
-      "figures/mode_frequencies.png", "figures/per_scale.png",
-      "figures/samples.png", "figures/std.png"}
+      "figures/ged_vs_samples.png", "figures/mode_frequencies.png",
+      "figures/per_scale.png", "figures/samples.png", "figures/std.png"}
+  # GED² at 1, 4, 8, 16 samples; --num_samples=4 is the table's GED².
+  assert set(results["ged_vs_samples"]["ged_modes"]) == {"1", "4", "8", "16"}
+  assert results["ged_vs_samples"]["ged"]["4"]["mean"] == pytest.approx(
+      table["ged"]["mean"])
   for f in results["figures"]:
     assert (out_dir / f).stat().st_size > 100
   assert "| synthetic/s32 | IoU_rec |" in (out_dir / "results.md").read_text()
@@ -286,3 +290,120 @@ def test_trainer_validation_and_evaluate_compute_the_same_metrics():
     assert trainer[key] == pytest.approx(np.mean(out[key]), abs=1e-9), key
     np.testing.assert_allclose(offline[key], out[key], atol=1e-12)
   assert 0.0 <= trainer["mode_tv"] <= 1.0
+
+
+def _networks_without_posterior():
+  """A stand-in for the baselines (dropout U-Net, ensembles, M-heads): no
+  posterior, no latents; samples threshold the image at random levels."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from hpunet import networks as networks_lib  # pylint: disable=g-import-not-at-top
+
+  def sample_n(params, rng, img, *, num_samples, mean=False):
+    del mean  # nothing to hold at a mean
+    level = jax.random.uniform(rng, (num_samples, img.shape[0], 1, 1))
+    fg = img[None, ..., 0] - params["threshold"] - 0.5 * level
+    return jnp.stack([jnp.zeros_like(fg), 20.0 * fg], -1)  # [S, B, H, W, 2]
+
+  return networks_lib.Networks(
+      init=None, train_outputs=None, reconstruct=None, reconstruct_full=None,
+      sample=None, sample_n=sample_n, sample_n_full=None, latent_dims=(),
+      num_classes=2, model_name="fake_baseline", has_posterior=False)
+
+
+def test_ged_vs_samples_plots_and_a_model_without_posterior(
+    monkeypatch, tmp_path, synthetic_data_dir, capsys):
+  """hpunet.evaluate on a model with `has_posterior` False: GED² at 1, 4, 8,
+  16 samples from one draw, per-image values, the Fig. 4 and mode-frequency
+  plots, no reconstruction metrics (said in results.md); then
+  hpunet.compare between it and a copy made worse."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from hpunet import cli  # pylint: disable=g-import-not-at-top
+  from hpunet import compare  # pylint: disable=g-import-not-at-top
+  from hpunet import comparison  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config("synthetic", "smoke")
+  config.input.data_dir = synthetic_data_dir
+  config.model.name = "fake_baseline"
+  params = {"model": {"threshold": jnp.float32(0.2)}}
+  monkeypatch.setattr(evaluate.train_lib, "restore_params",
+                      lambda config, workdir: (params, 7))
+  monkeypatch.setattr(evaluate.networks_lib, "make_networks",
+                      lambda model_config: _networks_without_posterior())
+  out_dir = tmp_path / "a"
+  results = evaluate.evaluate(config, [str(tmp_path / "workdir")],
+                              num_samples=4, max_batches=1,
+                              out_dir=str(out_dir))
+  assert results["has_posterior"] is False
+  table = results["table"]
+  assert not any(k.startswith("rec_") or "only_most" in k for k in table)
+  assert "var_full_spots" in table  # the samples' own variance still is
+  curves = results["ged_vs_samples"]
+  assert set(curves) == {"ged", "ged_modes"}
+  assert set(curves["ged"]) == {"1", "4", "8", "16"}
+  data = np.load(out_dir / "per_image.npz")
+  n = results["num_images"]
+  assert data["ged_n1"].shape == (1, n) and data["image_id"].shape == (n,)
+  # --num_samples=4: 16 samples drawn once, GED² (and the table) of the
+  # first 4 is GED² at n = 4.
+  np.testing.assert_allclose(data["ged"], data["ged_n4"], atol=1e-12)
+  np.testing.assert_allclose(data["ged_modes"], data["ged_modes_n4"],
+                             atol=1e-12)
+  assert not np.allclose(data["ged_n1"], data["ged_n16"])
+  assert len(set(data["image_id"])) == n
+  md = (out_dir / "results.md").read_text()
+  assert "| GED² (graders), fake_baseline | " in md
+  assert "| 1 sample | 4 samples | 8 samples | 16 samples |" in md
+  assert "no posterior (`networks.has_posterior` is False)" in md
+  assert "IoU_rec" not in md.split("Not computed")[0]
+  assert set(results["figures"]) == {
+      "figures/ged_vs_samples.png", "figures/mode_frequencies.png",
+      "figures/samples.png", "figures/std.png"}
+  for f in results["figures"]:
+    assert (out_dir / f).stat().st_size > 1000, f
+  freqs = results["pooled"][0]["mode_frequencies"]
+  assert freqs["num_assigned"] == 4 * n  # --num_samples per image
+
+  # Model B: model A's per-image GED² plus 0.1 on every image but one.
+  worse = tmp_path / "b"
+  worse.mkdir()
+  (worse / "results.json").write_text((out_dir / "results.json").read_text())
+  arrays = dict(data)
+  for key in arrays:
+    if key.startswith("ged"):
+      arrays[key] = arrays[key] + np.where(np.arange(n) == 0, -0.01, 0.1)
+  np.savez(worse / "per_image.npz", **arrays)
+  fv = flags.FlagValues()
+  f = compare._define_flags(fv)  # pylint: disable=protected-access
+  capsys.readouterr()
+  code = cli.execute(compare.main, f, [
+      "prog", f"--a={out_dir}", f"--b={worse}", "--a_name=fake",
+      "--b_name=worse", f"--out_dir={tmp_path / 'cmp'}"], fv)
+  assert code == 0, capsys.readouterr().err
+  report = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+  rows = {(r["metric"], r["num_samples"]): r for r in report["rows"]}
+  assert set(rows) == {(k, m) for k in ("ged", "ged_modes")
+                       for m in (1, 4, 8, 16)}
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  for (kind, m), row in rows.items():
+    a, b = data[f"{kind}_n{m}"][0], arrays[f"{kind}_n{m}"][0]
+    ref = stats.wilcoxon(a, b)
+    assert row["statistic"] == pytest.approx(ref.statistic)
+    assert row["p_value"] == pytest.approx(ref.pvalue)
+    assert row["num_images"] == n and row["better"] == "fake"
+    assert row["median_difference"] == pytest.approx(-0.1)
+  assert "| GED² (graders) | 16 |" in capsys.readouterr().out
+  # Pairing is by image id: B's images in another order change nothing.
+  order = np.arange(n)[::-1]
+  np.savez(worse / "per_image.npz",
+           **{k: (v[order] if k == "image_id" else v[:, order])
+              for k, v in arrays.items()})
+  again = comparison.compare(comparison.load(str(out_dir)),
+                             comparison.load(str(worse)))
+  assert [r["p_value"] for r in again] == pytest.approx(
+      [r["p_value"] for r in report["rows"]])
+  # A folder that is not an evaluation: one line.
+  code = cli.execute(compare.main, f, [
+      "prog", f"--a={out_dir}", f"--b={tmp_path}"], fv)
+  err = capsys.readouterr().err
+  assert code == 2 and "no per_image.npz and results.json there" in err

@@ -19,8 +19,8 @@ import pathlib
 import pytest
 
 _PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "hpunet"
-COMMANDS = {"build_dataset", "convert_official", "evaluate", "model_summary",
-            "sample"}
+COMMANDS = {"build_dataset", "compare", "convert_official", "evaluate",
+            "model_summary", "sample"}
 DATA_MODULES = {"augment", "build_dataset", "dataset_builders",
                 "input_pipeline"}
 TF_ALSO = {"convert_official", "summary_writer"}

@@ -151,6 +151,68 @@ def test_ged_multiclass_flip_form():
   np.testing.assert_allclose(got_b, [ref])
 
 
+def test_ged_of_one_sample_is_the_cross_term_alone():
+  """n = 1: no sample diversity (d(S_1, S_1) = 0); by hand on 2x2 masks."""
+  s1 = _m([1, 0], [0, 0])
+  y1 = _m([1, 1], [0, 0])  # IoU(s1, y1) = 1/2
+  y2 = _m([0, 0], [0, 0])  # empty: d(s1, y2) = 1, d(y1, y2) = 1
+  d = metrics.ged_distances(s1[None], np.stack([y1, y2]))
+  got = metrics.ged_at_sample_counts(*d, [1])[1]
+  # 2 * mean(0.5, 1) - mean(0, 1, 1, 0) = 1.5 - 0.5.
+  assert got == pytest.approx(1.0)
+  assert got == pytest.approx(metrics.ged(s1[None], np.stack([y1, y2])))
+  # Weighted (known modes): 2 * (0.25 * 0.5 + 0.75 * 1) - 2 * 0.25 * 0.75.
+  got_w = metrics.ged_at_sample_counts(*d, [1], weights=[0.25, 0.75])[1]
+  assert got_w == pytest.approx(1.75 - 0.375)
+
+
+def test_ged_at_n_uses_exactly_the_first_n_samples():
+  rng = np.random.RandomState(4)
+  samples = rng.rand(2, 16, 6, 6) > 0.5  # [B, S, H, W]
+  graders = rng.rand(2, 4, 6, 6) > 0.5
+  curve = metrics.ged_at_sample_counts(
+      *metrics.ged_distances(samples, graders), (1, 4, 8, 16))
+  for n in (1, 4, 8, 16):
+    np.testing.assert_allclose(curve[n], metrics.ged(samples[:, :n], graders),
+                               atol=1e-12)
+  # Samples after the first n do not change GED^2 at n.
+  changed = samples.copy()
+  changed[:, 4:] = ~changed[:, 4:]
+  again = metrics.ged_at_sample_counts(
+      *metrics.ged_distances(changed, graders), (1, 4, 8))
+  np.testing.assert_allclose(again[4], curve[4], atol=1e-12)
+  np.testing.assert_allclose(again[1], curve[1], atol=1e-12)
+  assert not np.allclose(again[8], curve[8])
+  with pytest.raises(ValueError, match="sample count 17 not in 1..16"):
+    metrics.ged_at_sample_counts(*metrics.ged_distances(samples, graders),
+                                 (17,))
+  # The batch metrics: GED, Hungarian IoU and known-mode GED of the first
+  # num_samples; `_n<n>` of the first n.
+  modes = rng.rand(2, 3, 6, 6) > 0.5
+  probs = np.array([[0.5, 0.25, 0.25]] * 2)
+  out = metrics.binary_batch_metrics(samples, None, graders, modes, probs,
+                                     num_samples=8, ged_sample_counts=(1, 4))
+  assert "rec_iou" not in out  # no reconstructions: no IoU_rec
+  np.testing.assert_allclose(out["ged"], curve[8], atol=1e-12)
+  np.testing.assert_allclose(out["ged_n1"], curve[1], atol=1e-12)
+  np.testing.assert_allclose(out["ged_n4"], curve[4], atol=1e-12)
+  np.testing.assert_allclose(out["hm_iou"], metrics.hungarian_iou(
+      samples[:, :8], graders))
+  np.testing.assert_allclose(out["ged_modes_n4"], metrics.ged(
+      samples[:, :4], modes, probs), atol=1e-12)
+  # Label maps (Cityscapes flips): the same prefixes.
+  label = np.array([[1, 1, 11], [13, 8, 0], [255, 0, 2]])
+  flip_modes, flip_probs = metrics.cityscapes_flip_modes(label)
+  picks = flip_modes[[0, 5, 31, 7, 9]]
+  multi = metrics.ged_at_sample_counts(
+      *metrics.ged_multiclass_distances(picks, flip_modes), (2, 5),
+      flip_probs)
+  assert multi[2] == pytest.approx(
+      metrics.ged_multiclass(picks[:2], flip_modes, flip_probs))
+  assert multi[5] == pytest.approx(
+      metrics.ged_multiclass(picks, flip_modes, flip_probs))
+
+
 # ---------------------------------------------------------------------------
 # Hungarian-matched IoU.
 # ---------------------------------------------------------------------------
@@ -430,3 +492,40 @@ def test_region_recall_hand_case():
   np.testing.assert_allclose(
       metrics.region_recall(np.stack([pred, gt]), np.stack([gt, gt]),
                             np.stack([region, region])), [0.4, 1.0])
+
+
+# ---------------------------------------------------------------------------
+# Wilcoxon signed-rank test (B12).
+# ---------------------------------------------------------------------------
+
+
+def test_wilcoxon_signed_rank_by_hand_and_against_scipy():
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  # Differences a - b = 1, 2, -3, 4, 5: R- = 3, R+ = 12. Exact two-sided p:
+  # P(W <= 3) over the 2^5 sign patterns = 5 / 32, doubled.
+  b = np.array([1.0, 1.0, 4.0, 1.0, 1.0])
+  a = b + np.array([1.0, 2.0, -3.0, 4.0, 5.0])
+  res = metrics.wilcoxon_signed_rank(a, b)
+  assert res.statistic == 3.0 and res.p_value == pytest.approx(10 / 32)
+  assert res.num_images == 5 and res.median_difference == 2.0
+  assert res.mean_difference == pytest.approx(1.8)
+  assert res.better == "b"  # a has the larger GED^2 on the signed ranks
+  assert metrics.wilcoxon_signed_rank(b, a).better == "a"
+  assert metrics.wilcoxon_signed_rank(
+      a, b, lower_is_better=False).better == "a"
+  # Many images (normal approximation), NaN images dropped: scipy's values.
+  rng = np.random.RandomState(0)
+  b = rng.rand(200)
+  a = b - 0.05 + 0.1 * rng.randn(200)
+  a[:3] = np.nan
+  res = metrics.wilcoxon_signed_rank(a, b)
+  ref = stats.wilcoxon(a[3:], b[3:])
+  assert res.statistic == ref.statistic
+  assert res.p_value == pytest.approx(ref.pvalue) and res.p_value < 1e-3
+  assert res.num_images == 197 and res.better == "a"
+  assert res.median_difference == pytest.approx(np.median(a[3:] - b[3:]))
+  # Identical values: no difference, no better model.
+  same = metrics.wilcoxon_signed_rank(b, b)
+  assert same.p_value == 1.0 and same.better == "neither"
+  with pytest.raises(ValueError, match="same images"):
+    metrics.wilcoxon_signed_rank(a, b[:10])
