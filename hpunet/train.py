@@ -409,7 +409,7 @@ def make_image_summary_fn(networks: networks_lib.Networks, mesh: Mesh, *,
 def image_summary(fn, params, rng, batch: Batch, *,
                   num_classes: int) -> np.ndarray:
   """One grid: rows = examples; input | ground truth | reconstruction (the
-  posterior mean) | prior samples."""
+  posterior mean) | prior samples, under a band of column titles."""
   image, seg, rec, samples = jax.device_get(
       fn(params, rng, batch["image"], batch["seg"]))
   columns = [images.image_to_rgb(image),
