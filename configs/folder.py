@@ -17,8 +17,13 @@ Commands (README, "Train on your own annotations"):
 is refused before training with both sizes named), `crop_size` the network
 input: random crops in training, centre crops in evaluation and sampling. It
 must divide by 128 (8 scales; 2**(scales - 1)). RGB images: add
-`--config.input.channels=3`. Shorter runs: `--config.num_train_steps=N`
-(the learning-rate drops are at fixed steps, see lidc.py).
+`--config.input.channels=3`. Multi-class masks (a `classes.txt` of C names,
+datasets/folder): add `--config.input.num_classes=C
+--config.model.num_classes=C` (`build_dataset` prints them; the dataset's C
+is checked against them); GED², Hungarian IoU and IoU_rec then use
+d = 1 - mean IoU over the foreground classes present. Shorter runs:
+`--config.num_train_steps=N` (the learning-rate drops are at fixed steps,
+see lidc.py).
 
 Variants: `:smoke` (tiny model, 32x32 crops, 6 steps):
 
@@ -41,10 +46,12 @@ def get_config(arg=None):
   # Model, loss, optimizer, durations, evals and mesh: those of lidc.py.
   config = config_lib.load_config("lidc", arg)
 
-  # --- Input: your dataset (binary grader masks, as LIDC's).
-  config.input.name = "folder"  # task: K binary graders, one drawn per step
+  # --- Input: your dataset (K grader masks, one drawn per step).
+  config.input.name = "folder"  # task: graders; C classes from the dataset
   config.input.dataset = "folder/mydata"  # --config.input.dataset=folder/<name>
   config.input.image_size = (128, 128)  # your images' (H, W)
   config.input.crop_size = (32, 32) if arg == "smoke" else (128, 128)
   config.input.channels = 1  # 3 for RGB images
+  # The dataset's classes (2: binary masks). C > 2 (classes.txt): set both.
+  config.input.num_classes = config.model.num_classes = 2
   return config

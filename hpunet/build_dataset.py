@@ -52,8 +52,7 @@ def main(argv: Sequence[str], f: types.SimpleNamespace) -> None:
     print(f"  {split}: {info.num_examples} examples")
   module = dataset_builders.load_builder_module(argv[1])
   if hasattr(module, "next_command"):  # folder: the sizes for the config
-    print("Train with:\n  " + module.next_command(builder,
-                                                     flag_values.data_dir))
+    print("Train with:\n  " + module.next_command(builder, f.data_dir.value))
 
 
 def _define_flags(fv=None) -> types.SimpleNamespace:

@@ -175,7 +175,7 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, *,
     frequencies, AP), `has_posterior` and `figures`.
   """
   from hpunet import input_pipeline  # pylint: disable=g-import-not-at-top
-  task = tasks_lib.get(config.input.name)
+  task = tasks_lib.for_input(config.input)
   if task.kind == "cars" and cityscapes_gt_dir and ap_dir is None:
     raise ValueError("Cityscapes AP needs a results folder (ap_dir).")
   params, step = train_lib.restore_params(config, workdir)
@@ -197,7 +197,7 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, *,
     n = min(4, int(valid.sum()))
     image = np.asarray(batch["image"])
     if task.has_graders:
-      gt_fig = np.asarray(batch["masks"])[..., 0] > 0
+      gt_fig = np.asarray(batch["masks"])[..., 0]
       rec_fig = None if pred.recs is None else pred.recs[:, 0]
     else:
       gt_fig, rec_fig = np.asarray(batch["seg"]), pred.recs

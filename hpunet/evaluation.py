@@ -15,7 +15,7 @@ One evaluator for the training loop's periodic validation
 
 | task | metrics |
 |---|---|
-| graders (lidc, synthetic) | GED^2 (graders), Hungarian IoU (all; LIDC subset B = all 4 graders marked a lesion), IoU_rec (every grading reconstructed); synthetic: GED^2 against the known modes (weighted), mode assignments, per-factor variance ratios per sampling mode and reconstruction recall |
+| graders (lidc, synthetic, folder) | GED^2 (graders), Hungarian IoU (all; LIDC subset B = all 4 graders marked a lesion), IoU_rec (every grading reconstructed); synthetic: GED^2 against the known modes (weighted), mode assignments, per-factor variance ratios per sampling mode and reconstruction recall; folder with C > 2 classes: the same three with d = 1 - mean IoU over the foreground classes present, and IoU_rec per class |
 | instances (snemi3d), cars (cityscapes_cars) | IoU_rec (the task's instance ids), adapted Rand error of the Hamming-clustered samples (Algorithm 1 with the task's alpha); cars: the official AP inputs when asked |
 | flips (cityscapes_flips) | IoU_rec (the 10 switchable classes), GED^2 against the 32 modes (weighted), mode assignments, pixel-wise flip counts |
 
@@ -253,10 +253,12 @@ def predict(predictor: Predictor, params, rng: Array,
     recs = None
   elif predictor.task.has_graders:
     masks = inputs["masks"]
+    # Binary: any non-zero value is foreground; C > 2 classes: class ids.
+    gradings = masks > 0 if predictor.num_classes == 2 else masks
     recs = np.stack([
         _host(predictor.reconstruct(
             params, jax.random.fold_in(rng, 1 + g), image,
-            (masks[..., g] > 0).astype(jnp.int32)))[rows]
+            gradings[..., g].astype(jnp.int32)))[rows]
         for g in range(masks.shape[-1])], 1)  # [B, G, H, W]
   else:
     recs = _host(predictor.reconstruct(params, jax.random.fold_in(rng, 1),
@@ -300,6 +302,24 @@ def binary_metrics(out, samples, recs, batch, valid, *, subset_b: bool,
     out["_assignments"].extend(
         metrics_lib.assign_modes(samples[valid][:, :num], modes))
     out["_mode_probs"].extend(probs)
+
+
+def multiclass_grader_metrics(out, task: tasks_lib.Task, samples, recs, batch,
+                              valid):
+  """Graders tasks with C > 2 classes (`folder`): samples [B, S, H, W] and
+  recs [B, G, H, W] class ids (`metrics.multiclass_batch_metrics`)."""
+  valid = np.asarray(valid, bool)
+  if not valid.any():  # an all-padding batch (multi-host tail)
+    return
+  if recs is None:
+    raise ValueError("Multi-class grader metrics need a model with a "
+                     "posterior (IoU_rec); this model has none.")
+  graders = np.moveaxis(np.asarray(batch["masks"]), -1, 1)  # [B, G, H, W]
+  values = metrics_lib.multiclass_batch_metrics(
+      samples[valid], recs[valid], graders[valid],
+      class_ids=task.rec_class_ids)
+  for key, per_image in values.items():
+    out[key].extend(float(v) for v in per_image)
 
 
 def scale_metrics(out, scale_samples, recs, batch, valid):
@@ -436,6 +456,9 @@ def batch_metrics(out, task: tasks_lib.Task, pred: Predictions, batch, valid,
   num = pred.labels.shape[1] if num_samples is None else int(num_samples)
   labels = pred.labels[:, :num]
   recs = pred.recs  # None: no posterior, no reconstruction metrics
+  if task.has_graders and task.num_classes > 2:
+    multiclass_grader_metrics(out, task, labels, recs, batch, valid)
+    return []
   if task.has_graders:
     binary_metrics(out, pred.labels > 0, None if recs is None else recs > 0,
                    batch, valid, subset_b=task.subset_b, num_samples=num,

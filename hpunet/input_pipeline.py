@@ -42,7 +42,9 @@ Batches (numpy dicts; B = local batch = global batch // process_count):
   `[(H - h) // 2 :][:h]` (LIDC 180 -> 128: `[26:154]`).
 - `channels`: image channels (1 grey, 3 RGB); checked against the dataset.
 - `num_classes`: must equal the task's (synthetic/LIDC 2, SNEMI3D 16,
-  Cityscapes cars 24, Cityscapes flips 24).
+  Cityscapes cars 24, Cityscapes flips 24); `folder`: the dataset's C
+  (2 for binary masks), checked against the count stored with it
+  (`tasks.get`).
 - `eval_seed`: seed of the fixed random label draws in evaluation batches
   (grader for `seg`, SNEMI3D/car id mapping, Cityscapes flips).
 - `car_group_pixels` (cityscapes_cars only): `"mask"` (default; car pixels
@@ -82,8 +84,9 @@ Batches (numpy dicts; B = local batch = global batch // process_count):
 
 Per-task label logic
 --------------------
-- `synthetic`, `lidc`: one grader drawn uniformly per example per step
-  (`seg = masks[..., g]`), as in both papers.
+- `synthetic`, `lidc`, `folder`: one grader drawn uniformly per example per
+  step (`seg = masks[..., g]`), as in both papers; `folder` masks may hold
+  class ids 0..C-1 (the trainer one-hot encodes `seg` over C classes).
 - `snemi3d`: the instances of each example are mapped to random ids 1..15
   (0 = background stays 0), a fresh mapping every time the example is seen.
   Ids are assigned as `perm[rank mod 15] + 1` with `perm` a random permutation
@@ -198,7 +201,8 @@ class _Settings:
       raise ValueError(f"input_config has unknown keys {sorted(unknown)}; "
                        f"known: {sorted(INPUT_KEYS)}.")
     self.name = cfg.get("name")
-    self.task = tasks.get(self.name, "input_config.name")
+    self.task = tasks.get(self.name, "input_config.name",
+                          num_classes=cfg.get("num_classes"))
     self.image_size = _pair(cfg.image_size, "image_size")
     self.crop_size = _pair(cfg.get("crop_size", cfg.image_size), "crop_size")
     if any(c > s for c, s in zip(self.crop_size, self.image_size)):
@@ -290,6 +294,15 @@ def _open_builder(cfg: ml_collections.ConfigDict):
           f" input_config.data_dir={data_dir!r} ({builder.data_dir}). Build"
           f" it with: python -m hpunet.build_dataset {dataset}"
           " --manual_dir=... --data_dir=...")
+  stored = (builder.info.metadata or {}).get("num_classes")
+  configured = tasks.for_input(cfg).num_classes
+  if stored is not None and int(stored) != configured:
+    # `folder` datasets store their class count (classes.txt).
+    raise ValueError(
+        f"input_config.num_classes={configured}, but the dataset {dataset!r}"
+        f" has {stored} classes (stored when it was built): pass"
+        f" --config.input.num_classes={stored}"
+        f" --config.model.num_classes={stored}.")
   file_format = getattr(builder.info, "file_format", None)
   if file_format is not None and str(getattr(file_format, "value",
                                              file_format)) != "tfrecord":
@@ -498,13 +511,16 @@ def _flip_labels(label: tf.Tensor, seed: tf.Tensor):
 # ----------------------------------------------------------------------------
 
 
-def _validate(ex: Dict[str, tf.Tensor]) -> List[tf.Operation]:
+def _validate(ex: Dict[str, tf.Tensor], num_classes: int = 2
+              ) -> List[tf.Operation]:
   """In-graph value checks, naming the offending feature."""
   checks = []
   if "masks" in ex:
     checks.append(tf.debugging.assert_less_equal(
-        tf.reduce_max(tf.cast(ex["masks"], tf.int32)), 1,
-        message="Feature `masks` must be binary (values 0/1)"))
+        tf.reduce_max(tf.cast(ex["masks"], tf.int32)), num_classes - 1,
+        message=("Feature `masks` must be binary (values 0/1)"
+                 if num_classes == 2 else
+                 f"Feature `masks` must hold class ids 0..{num_classes - 1}")))
   if "label" in ex:
     lab = tf.cast(ex["label"], tf.int32)
     ok = tf.reduce_all((lab >= 0) &
@@ -576,7 +592,7 @@ def _make_train_fn(s: _Settings, specs):
           for n in encoded if n != "image_id"}
     k = tf.unstack(tf.random.experimental.stateless_split(
         seed, _NUM_SUBSEEDS, _ALG))
-    with tf.control_dependencies(_validate(ex)):
+    with tf.control_dependencies(_validate(ex, s.num_classes)):
       image = augment.to_float_with_colour(ex["image"], k[3], aug)
     out = {}
     grader = None
@@ -615,7 +631,7 @@ def _make_eval_fn(s: _Settings, specs):
     seed = _fold_in(base, index)
     k = tf.unstack(tf.random.experimental.stateless_split(
         seed, _NUM_SUBSEEDS, _ALG))
-    with tf.control_dependencies(_validate(ex)):
+    with tf.control_dependencies(_validate(ex, s.num_classes)):
       image = tf.cast(crop(ex["image"]), tf.float32) / 255.0
     image = tf.ensure_shape(image, (h, w, s.channels))
     out = {"image": image, "image_id": ex["image_id"],

@@ -23,6 +23,11 @@ GED (B2): squared generalised energy distance with d = 1 - IoU. The default is
 
 Hungarian-matched IoU (B3): both sets tiled to lcm(n, m), optimal matching.
 
+Multi-class graders (your own `folder` data with C > 2 classes): d = 1 - the
+mean IoU over the foreground classes present in either map (the flip task's
+distance), and 1 for a pair where none is (the LIDC rule): with one
+foreground class these are the binary metrics. `multiclass_batch_metrics`.
+
 Reconstruction IoU (B4), adapted Rand error (B5, SNEMI3D convention), mode
 frequencies and pixel flip frequencies (B9), ambiguity detection (sPU-Net
 App. E, B10), the bootstrap over test images and model seeds (B11) and the
@@ -548,6 +553,72 @@ def binary_batch_metrics(samples, reconstructions, graders, modes=None,
     for n in counts:
       out[f"ged_modes_n{n}"] = np.asarray(geds[n], np.float64).reshape(-1)
   return out
+
+
+def pairwise_label_iou(x, y, *, class_ids):
+  """All-pairs IoU of two label-map sets for multi-class graders.
+
+  `pairwise_multiclass_iou` (the nan-mean IoU over the `class_ids` present
+  in either map of a pair) with the LIDC rule where none is present: 1, a
+  correct absence. With `class_ids=(1,)` and {0, 1} maps this is
+  `pairwise_iou`.
+
+  Args:
+    x: int `[n, H, W]` label maps.
+    y: int `[m, H, W]`.
+    class_ids: the foreground classes (1..C-1).
+
+  Returns:
+    float64 `[n, m]`, no NaN.
+  """
+  pair_iou = pairwise_multiclass_iou(x, y, class_ids=class_ids)
+  return np.where(np.isnan(pair_iou), 1.0, pair_iou)
+
+
+def multiclass_batch_metrics(samples, reconstructions, graders, *,
+                             class_ids) -> dict[str, np.ndarray]:
+  """Per-image metrics of a batch of a multi-class graders task (`folder`).
+
+  The binary metrics of `binary_batch_metrics` with the distance
+  d = 1 - `pairwise_label_iou` (the mean IoU over the foreground classes
+  present, as the sPU-Net paper's Cityscapes GED): equal to them for one
+  foreground class.
+
+  Args:
+    samples: int `[B, S, H, W]` prior samples (argmax class ids).
+    reconstructions: int `[B, G, H, W]`, the posterior-mean reconstruction
+      of each grading.
+    graders: int `[B, G, H, W]` the gradings (class ids).
+    class_ids: the foreground classes 1..C-1.
+
+  Returns:
+    name -> float64 `[B]`: `ged` (B2, V-statistic against the graders),
+    `hm_iou` (B3), `rec_iou` (B4: per grading the mean IoU over the classes
+    present in it or its reconstruction, 1 where none is, averaged over the
+    graders) and per class c `rec_iou_class<c>` (IoU_rec of class c averaged
+    over the gradings where c is in the grading or its reconstruction; NaN
+    where it is in none).
+  """
+  s, r, y = np.asarray(samples), np.asarray(reconstructions), np.asarray(graders)
+  if s.ndim != 4 or r.shape != y.shape or r.ndim != 4:
+    raise ValueError(f"multiclass_batch_metrics: expected samples [B,S,H,W] "
+                     f"and reconstructions, graders [B,G,H,W], got {s.shape}, "
+                     f"{r.shape}, {y.shape}.")
+  out = {"rec_iou": [], "ged": [], "hm_iou": []}
+  out.update({f"rec_iou_class{c}": [] for c in class_ids})
+  for sb, rb, yb in zip(s, r, y):
+    d_sy = 1.0 - pairwise_label_iou(sb, yb, class_ids=class_ids)
+    d_ss = 1.0 - pairwise_label_iou(sb, sb, class_ids=class_ids)
+    d_yy = 1.0 - pairwise_label_iou(yb, yb, class_ids=class_ids)
+    out["ged"].append(ged_from_distances(d_sy, d_ss, d_yy))
+    out["hm_iou"].append(hungarian_iou_from_matrix(1.0 - d_sy))
+    per_class = multiclass_iou(rb, yb, class_ids=class_ids)  # [G, classes]
+    per_grading = _nanmean(per_class, axis=-1)
+    out["rec_iou"].append(np.where(np.isnan(per_grading), 1.0,
+                                   per_grading).mean())
+    for c, values in zip(class_ids, per_class.T):
+      out[f"rec_iou_class{c}"].append(_nanmean(values, axis=-1))
+  return {k: np.asarray(v, np.float64).reshape(-1) for k, v in out.items()}
 
 
 def reconstruction_iou(reconstruction, ground_truth, *, class_ids,

@@ -157,7 +157,8 @@ def sample_image(config: ml_collections.ConfigDict, workdir: str,
                         jnp.asarray(image[None], jnp.float32)))
   out = {"image": image, "probabilities": probs,
          "samples": probs.argmax(-1).astype(np.int32)}
-  task = tasks_lib.TASKS.get(config.input.get("name"))
+  task = (tasks_lib.for_input(config.input)
+          if config.input.get("name") in tasks_lib.TASKS else None)
   foreground = task.foreground if task else tuple(
       range(1, networks.num_classes))
   out["std"] = probs[..., list(foreground)].sum(-1).std(0)

@@ -7,8 +7,10 @@ classes of IoU_rec and of P(foreground), the clustering of instances).
 Plain Python: imported by the data modules and by the evaluation alike.
 
 Label logic per `kind` (the input pipeline dispatches on it):
-- "graders" (synthetic, LIDC, your own `folder` data): binary masks of
-  several graders; training draws one grader per example.
+- "graders" (synthetic, LIDC, your own `folder` data): masks of several
+  graders; training draws one grader per example. Binary, except `folder`
+  datasets with C > 2 classes (class ids 0..C-1, 0 = background; the count
+  is `config.input.num_classes`, see `get`).
 - "instances" (SNEMI3D): instance ids mapped to 15 random ids 1..15.
 - "cars" (Cityscapes cars): the 19 trainIds, cars replaced by 5 random car
   ids 19..23.
@@ -65,6 +67,8 @@ class Task:
   # per-scale variance ratios are measured.
   known_modes: bool = False
   prepare_if_missing: bool = False  # small enough to build on first use
+  # The class count is the dataset's (`folder`): `get(..., num_classes=C)`.
+  classes_from_dataset: bool = False
 
   @property
   def has_graders(self) -> bool:
@@ -83,12 +87,13 @@ TASKS = {
         "lidc", "graders", num_classes=2, channels=1,
         train_features=_GRADERS, eval_features=_GRADERS, num_samples=16,
         foreground=(1,), rec_class_ids=(1,), subset_b=True),
-    # Your own images with K binary grader masks (datasets/folder); the
-    # image channels come from config.input.channels.
+    # Your own images with K grader masks (datasets/folder): binary here,
+    # C classes through `get(..., num_classes=C)`; the image channels come
+    # from config.input.channels.
     "folder": Task(
         "folder", "graders", num_classes=2, channels=1,
         train_features=_GRADERS, eval_features=_GRADERS, num_samples=16,
-        foreground=(1,), rec_class_ids=(1,)),
+        foreground=(1,), rec_class_ids=(1,), classes_from_dataset=True),
     "snemi3d": Task(
         "snemi3d", "instances", num_classes=NUM_SNEMI3D_IDS + 1, channels=1,
         train_features=("image", "instances", "image_id"),
@@ -112,9 +117,37 @@ TASKS = {
 }
 
 
-def get(name: Optional[str], field: str = "config.input.name") -> Task:
-  """The task called `name`; a clear error naming `field` otherwise."""
+def get(name: Optional[str], field: str = "config.input.name", *,
+        num_classes: Optional[int] = None) -> Task:
+  """The task called `name`; a clear error naming `field` otherwise.
+
+  Args:
+    name: a key of `TASKS`.
+    field: the config field `name` came from (for the error).
+    num_classes: `config.input.num_classes`; None = the task's. A task whose
+      classes come from the dataset (`folder`) takes any C >= 2: its classes
+      are 0..C-1 with 0 the background, so P(foreground) and IoU_rec are over
+      1..C-1 (C = 2 is the binary task itself). Any other task must be given
+      its own count.
+  """
   if name not in TASKS:
     raise ValueError(f"{field}={name!r} is not a known task; expected one of "
                      f"{tuple(TASKS)}.")
-  return TASKS[name]
+  task = TASKS[name]
+  if num_classes is None or num_classes == task.num_classes:
+    return task
+  if not task.classes_from_dataset:
+    raise ValueError(f"config.input.num_classes={num_classes!r}: task "
+                     f"{name!r} has {task.num_classes} classes.")
+  if not isinstance(num_classes, int) or num_classes < 2:
+    raise ValueError(f"config.input.num_classes={num_classes!r}: expected "
+                     "the dataset's number of classes, an integer >= 2.")
+  classes = tuple(range(1, num_classes))
+  return dataclasses.replace(task, num_classes=num_classes,
+                             foreground=classes, rec_class_ids=classes)
+
+
+def for_input(input_config) -> Task:
+  """The task of a `config.input` section (its `name` and `num_classes`)."""
+  return get(input_config.get("name"), "config.input.name",
+             num_classes=input_config.get("num_classes"))

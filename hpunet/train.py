@@ -409,14 +409,16 @@ def make_image_summary_fn(networks: networks_lib.Networks, mesh: Mesh, *,
 def image_summary(fn, params, rng, batch: Batch, *,
                   num_classes: int) -> np.ndarray:
   """One grid: rows = examples; input | ground truth | reconstruction (the
-  posterior mean) | prior samples."""
+  posterior mean) | prior samples, under a band of column titles."""
   image, seg, rec, samples = jax.device_get(
       fn(params, rng, batch["image"], batch["seg"]))
   columns = [images.image_to_rgb(image),
              images.label_to_rgb(seg, num_classes),
              images.label_to_rgb(rec, num_classes)]
   columns += [images.label_to_rgb(s, num_classes) for s in samples]
-  return images.image_grid(columns)
+  return images.image_grid(columns, labels=[
+      "image", "label", "reconstruction"] + [
+          f"sample {i + 1}" for i in range(len(samples))])
 
 
 def validate(params: PyTree, predictor: evaluation.Predictor, *,
@@ -688,7 +690,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       tensorboard=bool(config.get("tensorboard", True)))
   if is_chief and start_step == 0:
     writer.write_text(0, "config", "```\n" + str(config) + "\n```")
-  task = tasks.get(config.input.name)
+  task = tasks.for_input(config.input)
   predictors = {}  # eval name -> evaluation.Predictor, made on first use.
   image_fn = None
   preemption = checkpointing.PreemptionWatcher()

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from hpunet import tasks
 from hpunet.errors import UserError
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -211,6 +212,11 @@ def check_model(config) -> None:
     raise UserError(
         f"config.model.num_classes={num_classes}: expected "
         f"config.input.num_classes={in_classes}.")
+  if config.input.get("name") in tasks.TASKS:
+    try:  # fixed by the task, or (`folder`) the dataset's C >= 2
+      tasks.get(config.input.name, num_classes=num_classes)
+    except ValueError as e:
+      raise UserError(str(e)) from None
   channels_per_block = config.model.get("channels_per_block")
   if (not isinstance(channels_per_block, (tuple, list)) or
       not channels_per_block or

@@ -529,3 +529,58 @@ def test_wilcoxon_signed_rank_by_hand_and_against_scipy():
   assert same.p_value == 1.0 and same.better == "neither"
   with pytest.raises(ValueError, match="same images"):
     metrics.wilcoxon_signed_rank(a, b[:10])
+
+
+def test_multiclass_grader_metrics_equal_the_binary_ones_for_one_class():
+  """`folder` with C classes: with one foreground class the distance and
+  every metric are the binary (LIDC-rule) ones, empty masks included."""
+  rng = np.random.default_rng(3)
+  samples = rng.random((3, 5, 6, 7)) < 0.3
+  graders = rng.random((3, 4, 6, 7)) < 0.3
+  recs = rng.random((3, 4, 6, 7)) < 0.3
+  samples[0, :2] = False  # empty samples and graders: IoU 1 pairs
+  graders[0, 1] = False
+  recs[0, 1] = False
+  binary = metrics.binary_batch_metrics(samples, recs, graders)
+  multi = metrics.multiclass_batch_metrics(
+      samples.astype(np.int32), recs.astype(np.int32),
+      graders.astype(np.int32), class_ids=(1,))
+  for key in ("ged", "hm_iou", "rec_iou"):
+    np.testing.assert_allclose(multi[key], binary[key], rtol=1e-12,
+                               atol=1e-15, err_msg=key)
+  np.testing.assert_array_equal(
+      metrics.pairwise_label_iou(samples[0].astype(int), graders[0].astype(int),
+                                 class_ids=(1,)),
+      metrics.pairwise_iou(samples[0], graders[0]))
+
+
+def test_multiclass_grader_metrics_hand_case():
+  """Three classes: d = 1 - mean IoU over the foreground classes present."""
+  y0 = np.zeros((2, 4), np.int32)
+  y0[0, :2] = 1  # class 1: 2 px
+  y0[1, :] = 2  # class 2: 4 px
+  y1 = np.zeros((2, 4), np.int32)
+  y1[0, :2] = 1  # class 1 only
+  s = y0.copy()
+  s[1, 2:] = 0  # class 2: 2 of 4 px
+  # s vs y0: class 1 IoU 1, class 2 IoU 2/4 -> 0.75; s vs y1: class 1 IoU 1,
+  # class 2 only in s -> 0 -> 0.5; y0 vs y1: 0.5; empty vs empty: 1.
+  empty = np.zeros((2, 4), np.int32)
+  iou = metrics.pairwise_label_iou(np.stack([s, empty]),
+                                   np.stack([y0, y1, empty]),
+                                   class_ids=(1, 2))
+  np.testing.assert_allclose(iou, [[0.75, 0.5, 0.0], [0.0, 0.0, 1.0]])
+  graders = np.stack([y0, y1])[None]  # [1, G=2, H, W]
+  samples = np.stack([s, y1])[None]  # [1, S=2, H, W]
+  recs = np.stack([s, y1])[None]  # grading 0 reconstructed as s
+  out = metrics.multiclass_batch_metrics(samples, recs, graders,
+                                         class_ids=(1, 2))
+  # d_sy = [[.25, .5], [.5, 0]], d_ss = d_yy = [[0, .5], [.5, 0]]:
+  # GED = 2 * 1.25 / 4 - 1 / 4 - 1 / 4 = 0.125.
+  np.testing.assert_allclose(out["ged"], [0.125])
+  np.testing.assert_allclose(out["hm_iou"], [(0.75 + 1.0) / 2])
+  np.testing.assert_allclose(out["rec_iou"], [(0.75 + 1.0) / 2])
+  np.testing.assert_allclose(out["rec_iou_class1"], [1.0])
+  np.testing.assert_allclose(out["rec_iou_class2"], [0.5])  # grading 1: NaN
+  assert set(out) == {"ged", "hm_iou", "rec_iou", "rec_iou_class1",
+                      "rec_iou_class2"}

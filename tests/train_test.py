@@ -483,3 +483,31 @@ def test_pace_averages_every_timed_interval():
   pace.add(Timer(10, 3.0))  # a slow interval moves the ETA, not to 3x
   pace.add(Timer(0, 5.0))  # an interval without steps is skipped
   assert pace.eta(100) == pytest.approx(20.0)
+
+
+def test_summary_image_grid_has_column_labels():
+  """The TensorBoard grid: a band of column titles above the plain grid."""
+  rng = np.random.default_rng(0)
+  image = rng.random((2, 32, 32, 1)).astype(np.float32)
+  seg = rng.integers(0, 2, (2, 32, 32))
+  rec = rng.integers(0, 2, (2, 32, 32))
+  samples = rng.integers(0, 2, (3, 2, 32, 32))
+  fn = lambda params, rng, image, seg: (image, seg, rec, samples)
+  grid = train.image_summary(fn, None, None, {"image": image, "seg": seg},
+                             num_classes=2)
+  columns = [images.image_to_rgb(image), images.label_to_rgb(seg, 2),
+             images.label_to_rgb(rec, 2)] + [
+                 images.label_to_rgb(s, 2) for s in samples]
+  plain = images.image_grid(columns)
+  band = grid.shape[1] - plain.shape[1]
+  assert grid.shape == (1, 2 * 34 + 2 + band, 6 * 34 + 2, 3) and band == 12
+  np.testing.assert_array_equal(grid[:, band:], plain)
+  # White title pixels over each of the 6 columns, none in the gaps.
+  strip = grid[0, :band]
+  for j in range(6):
+    assert (strip[:, 2 + j * 34:2 + j * 34 + 32] > 200).any(), j
+  assert (strip[:, :2] == 64).all() and (strip[:, 34:36] == 64).all()
+  np.testing.assert_array_equal(
+      grid, images.image_grid(columns, labels=[
+          "image", "label", "reconstruction", "sample 1", "sample 2",
+          "sample 3"]))

@@ -9,24 +9,36 @@ Layout of `<dir>` (a local folder or gs://...):
     <dir>/train/masks/<id>_<k>.png       k = 0 .. K-1: one mask per grader
     <dir>/validation/...                 the same
     <dir>/test/...                       the same (optional)
+    <dir>/classes.txt                    optional: multi-class masks
 
 - Images: 8- or 16-bit grayscale, or RGB(A) PNGs (alpha dropped); every
   image of the dataset has the same size (any size) and channel count.
   Intensities are scaled to [0, 1] by the file's maximum value (255 or
   65535) and stored as round(255 * x).
-- Masks: binary PNGs of the image's size, values {0, 1} or {0, 255}
-  (foreground = non-zero in a "1"-mode PNG); every image has the same
+- Masks: single-channel PNGs of the image's size; every image has the same
   number K >= 1 of masks, numbered from 0 without gaps.
+  Without `classes.txt` they are binary, values {0, 1} or {0, 255}
+  (foreground = non-zero in a "1"-mode PNG), and the dataset has C = 2
+  classes.
+  With `classes.txt` (one class name per line, the background first: C >= 2
+  lines) they hold class ids 0..C-1 (8/16-bit grayscale or palette PNGs,
+  the palette index being the id); a value >= C stops the build naming the
+  file and the values. C is given by the file, not guessed from the masks,
+  so that a stray value is an error rather than an extra class.
 - `<name>` (the TFDS config, lowercase letters, digits and `_`) names the
   dataset: `folder/<name>` in `--config.input.dataset`. The size, channels
-  and K are read from the files when it is built and stored with it.
+  and K are read from the files when it is built and stored with it; C and
+  the class names are stored in its metadata (`info.metadata["num_classes"]`,
+  `["class_names"]`), which the input pipeline checks against
+  `config.input.num_classes`.
 
 Every file is checked before anything is written: a wrong size, channel
 count, mask count or value stops the build with one line naming the file.
 
 Features:
   image     Image uint8 (H, W, C).
-  masks     Tensor uint8 (H, W, K) in {0, 1}; masks[..., k] is `<id>_<k>.png`.
+  masks     Tensor uint8 (H, W, K), class ids 0..C-1 ({0, 1} for binary
+            masks); masks[..., k] is `<id>_<k>.png`.
   image_id  Text, "<split>/<id>".
 """
 
@@ -46,14 +58,19 @@ REQUIRED_SPLITS = ("train", "validation")
 _CONFIG_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 _IMAGE_RE = re.compile(r"^(?P<id>.+)\.png$")
 _MASK_RE = re.compile(r"^(?P<id>.+)_(?P<k>\d+)\.png$")
+CLASSES_FILE = "classes.txt"
+_MAX_CLASSES = 256  # masks are stored as uint8
 
 LAYOUT = """\
   <manual_dir>/train/images/<id>.png      one image per example (any size, all
                                           the same; grayscale or RGB)
-  <manual_dir>/train/masks/<id>_<k>.png   k = 0 .. K-1, one binary mask per
-                                          grader ({0, 1} or {0, 255})
+  <manual_dir>/train/masks/<id>_<k>.png   k = 0 .. K-1, one mask per grader:
+                                          binary ({0, 1} or {0, 255}), or
+                                          class ids 0..C-1 with classes.txt
   <manual_dir>/validation/...             the same
-  <manual_dir>/test/...                   the same (optional)"""
+  <manual_dir>/test/...                   the same (optional)
+  <manual_dir>/classes.txt                optional: C class names, one a
+                                          line, the background first"""
 
 
 @dataclasses.dataclass(eq=False)
@@ -62,6 +79,12 @@ class FolderConfig(tfds.core.BuilderConfig):
   image_size: tuple[int, int] = (0, 0)  # (H, W)
   channels: int = 1
   num_graders: int = 0
+  # The names of classes.txt (C = len); () = binary masks, C = 2.
+  class_names: tuple[str, ...] = ()
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names) or 2
 
 
 @dataclasses.dataclass
@@ -128,6 +151,22 @@ def index_split(root: epath.Path, split: str) -> list[_Example]:
   return examples
 
 
+def read_classes(root: epath.Path) -> tuple[str, ...]:
+  """The class names of `root/classes.txt`; () without the file (binary)."""
+  path = root / CLASSES_FILE
+  if not path.exists():
+    return ()
+  names = tuple(line.strip() for line in path.read_text().splitlines())
+  while names and not names[-1]:
+    names = names[:-1]
+  if len(names) < 2 or len(names) > _MAX_CLASSES or not all(names):
+    empty = "" if all(names) else ", one of them empty"
+    raise ValueError(
+        f"{path}: {len(names)} line(s){empty}; expected one class name per "
+        f"line, the background first, 2 to {_MAX_CLASSES} classes.")
+  return names
+
+
 def scan(manual_dir, name: str, *, check_values: bool = True
          ) -> tuple[FolderConfig, dict]:
   """Indexes `manual_dir` and reads the dataset's shape from its files.
@@ -145,6 +184,7 @@ def scan(manual_dir, name: str, *, check_values: bool = True
   if not root.is_dir():
     raise FileNotFoundError(f"--manual_dir={manual_dir} does not exist. "
                             f"Expected:\n{LAYOUT}")
+  class_names = read_classes(root)
   splits = {}
   for split in SPLITS:
     if split in REQUIRED_SPLITS or (root / split).exists():
@@ -177,12 +217,14 @@ def scan(manual_dir, name: str, *, check_values: bool = True
               f"{mask_path}: {mask.size[0]}x{mask.size[1]} (width x height); "
               f"expected {width}x{height}, the size of its image.")
         if check_values:
-          _mask_array(mask_path)
+          _mask_array(mask_path, class_names)
+  kind = (f"grader masks of {len(class_names)} classes" if class_names
+          else "binary grader masks")
   config = FolderConfig(
       name=name, image_size=(height, width), channels=channels,
-      num_graders=num_graders,
+      num_graders=num_graders, class_names=class_names,
       description=(f"{height}x{width}x{channels} images with {num_graders} "
-                   f"binary grader masks each, from {manual_dir}."))
+                   f"{kind} each, from {manual_dir}."))
   return config, splits
 
 
@@ -202,26 +244,38 @@ def _image_array(path: epath.Path, channels: int) -> np.ndarray:
   return np.asarray(image.convert("RGB"))
 
 
-def _mask_array(path: epath.Path) -> np.ndarray:
+def _mask_array(path: epath.Path, class_names: tuple[str, ...] = ()
+                ) -> np.ndarray:
+  """uint8 [H, W]: {0, 1} (binary, no `class_names`) or class ids 0..C-1."""
   mask = _open(path)
   mask.load()
   values = np.asarray(mask)
+  expected = (f"class ids 0..{len(class_names) - 1} (the {len(class_names)} "
+              f"classes of {CLASSES_FILE})" if class_names else
+              "values {0, 1} or {0, 255}")
   if values.ndim != 2:
     raise ValueError(f"{path}: a {mask.mode} mask; expected a single-channel "
-                     "PNG with values {0, 1} or {0, 255}.")
-  found = set(np.unique(values).tolist())
+                     f"PNG with {expected}.")
+  found = np.unique(values).tolist()
   if mask.mode == "1":
     return values.astype(np.uint8)
+  if class_names:
+    bad = [v for v in found if not 0 <= v < len(class_names)]
+    if bad:
+      raise ValueError(f"{path}: mask values {bad[:8]} (of {found[:8]}); "
+                       f"expected {expected}.")
+    return values.astype(np.uint8)
   for ones in (1, 255):
-    if found <= {0, ones}:
+    if set(found) <= {0, ones}:
       return (values == ones).astype(np.uint8)
   raise ValueError(
-      f"{path}: mask values {sorted(found)[:8]}; expected a binary mask with "
-      "values {0, 1} or {0, 255}.")
+      f"{path}: mask values {found[:8]}; expected a binary mask with "
+      f"{expected} (multi-class masks: list the classes in "
+      f"<manual_dir>/{CLASSES_FILE}).")
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
-  """Images with K binary grader masks each, from a folder (see module doc)."""
+  """Images with K grader masks each, from a folder (see module doc)."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
@@ -249,6 +303,11 @@ and build with `python -m hpunet.build_dataset folder/<name> --manual_dir=DIR`.
                 encoding=tfds.features.Encoding.ZLIB),
             "image_id": tfds.features.Text(),
         }),
+        # Read back by `num_classes` (and the input pipeline) from the
+        # prepared dataset's metadata.json.
+        metadata=tfds.core.MetadataDict(
+            num_classes=cfg.num_classes,
+            class_names=list(cfg.class_names) or ["background", "foreground"]),
     )
 
   def _split_generators(self, dl_manager):
@@ -260,8 +319,10 @@ and build with `python -m hpunet.build_dataset folder/<name> --manual_dir=DIR`.
 
   def _generate_examples(self, examples):
     channels = self.builder_config.channels
+    class_names = self.builder_config.class_names
     for ex in examples:
-      masks = np.stack([_mask_array(p) for p in ex.masks], axis=-1)
+      masks = np.stack([_mask_array(p, class_names) for p in ex.masks],
+                       axis=-1)
       yield ex.image_id, {"image": _image_array(ex.image, channels),
                           "masks": masks, "image_id": ex.image_id}
 
@@ -293,9 +354,15 @@ def make_builder(name: str, *, data_dir: Optional[str],
   return Builder(config=config, data_dir=data_dir)
 
 
+def num_classes(builder) -> int:
+  """C of a prepared `folder/<name>` (2 for one built before classes.txt)."""
+  return int((builder.info.metadata or {}).get("num_classes", 2))
+
+
 def next_command(builder, data_dir: Optional[str]) -> str:
   """The `hpunet.train` command for a prepared `folder/<name>` dataset."""
   height, width, channels = builder.info.features["image"].shape
+  classes = num_classes(builder)
   # configs/folder.py: 8 scales, so crops divide by 2**7.
   crop = (height // 128 * 128, width // 128 * 128)
   line = (f"python -m hpunet.train --config=configs/folder.py "
@@ -311,6 +378,9 @@ def next_command(builder, data_dir: Optional[str]) -> str:
   line += f"--config.input.crop_size='({crop[0]}, {crop[1]})' "
   if channels != 1:
     line += f"--config.input.channels={channels} "
+  if classes != 2:  # the input and the model: the dataset's C classes
+    line += (f"--config.input.num_classes={classes} "
+             f"--config.model.num_classes={classes} ")
   if data_dir:
     line += f"--config.input.data_dir={data_dir} "
   return line + "--workdir=<workdir>" + note
