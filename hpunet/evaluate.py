@@ -12,7 +12,9 @@ resamples of the test images (HPU-Net paper; `metrics.bootstrap_over_seeds`).
 The metrics are those of `hpunet.evaluation` (also the trainer's periodic
 validation). Per task (`config.input.name`), with `S` prior samples per image
 drawn by the encoder-reuse path (`sample_n`) and reconstructions decoded from
-the posterior means (`reconstruct(mean=True)`):
+the posterior means (`reconstruct(mean=True)`; models without a posterior,
+the sPU-Net paper's baselines, have no IoU_rec and no reconstruction
+recall):
 
 | task | metrics |
 |---|---|
@@ -145,7 +147,8 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, *,
     n = min(4, int(valid.sum()))
     image = np.asarray(batch["image"])
     if task.has_graders:
-      gt_fig, rec_fig = np.asarray(batch["masks"])[..., 0] > 0, pred.recs[:, 0]
+      gt_fig = np.asarray(batch["masks"])[..., 0] > 0
+      rec_fig = None if pred.recs is None else pred.recs[:, 0]
     else:
       gt_fig, rec_fig = np.asarray(batch["seg"]), pred.recs
     if clustered:
@@ -154,7 +157,8 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, *,
           images.label_to_rgb(np.stack(clustered[:4]) % 24, 24)],
           labels=["image", "instances"])
     figures["samples"] = images.samples_grid(
-        image[:n], np.asarray(gt_fig)[:n], np.asarray(rec_fig)[:n],
+        image[:n], np.asarray(gt_fig)[:n],
+        None if rec_fig is None else np.asarray(rec_fig)[:n],
         pred.labels[:n], networks.num_classes)
     figures["std"] = images.image_grid([
         images.image_to_rgb(image[:n]), images.gray(pred.p_mean[:n], 1.0),
@@ -338,7 +342,9 @@ def _write(out_dir, config, runs, split, workdirs) -> dict[str, Any]:
   out_dir = epath.Path(out_dir)  # local or e.g. gs://
   out_dir.mkdir(parents=True, exist_ok=True)
   (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-  model = {"hpunet": "HPU-Net", "spunet": "sPU-Net"}[config.model.name]
+  model = {"hpunet": "HPU-Net", "spunet": "sPU-Net",
+           "dropout_unet": "Dropout U-Net", "unet_ensemble": "U-Net Ensemble",
+           "mheads": "M-Heads"}.get(config.model.name, config.model.name)
   (out_dir / "results.md").write_text(markdown_table(
       table, dataset=str(config.input.get("dataset")), model=model))
   return results

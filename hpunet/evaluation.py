@@ -122,7 +122,7 @@ class Predictor:
   num_samples: int
   num_classes: int
   sample: Callable[..., Any]
-  reconstruct: Callable[..., Any]
+  reconstruct: Optional[Callable[..., Any]]  # None: no posterior (no IoU_rec)
   # Per-scale sampling modes other than "full" (synthetic evaluation).
   scales: Mapping[str, Callable[..., Any]]
   # Compute the per-scale metrics (variance ratios, recall) at all.
@@ -157,7 +157,8 @@ def make_predictor(networks, task: tasks_lib.Task,
       task=task, num_samples=num_samples, num_classes=networks.num_classes,
       sample=make_sample_fn(networks, num_samples, task.foreground,
                             out_shardings=out_shardings),
-      reconstruct=make_reconstruct_fn(networks, out_shardings=out_shardings),
+      reconstruct=(make_reconstruct_fn(networks, out_shardings=out_shardings)
+                   if networks.has_posterior else None),
       scales=scales, per_scale=per_scale)
 
 
@@ -166,7 +167,8 @@ class Predictions(NamedTuple):
   labels: np.ndarray  # int32 [B, S, H, W] argmax samples
   p_mean: np.ndarray  # float32 [B, H, W] mean over samples of P(foreground)
   p_std: np.ndarray  # float32 [B, H, W] its std
-  recs: np.ndarray  # int32 [B, G, H, W] (graders) or [B, H, W]
+  recs: Optional[np.ndarray]  # int32 [B, G, H, W] (graders) or [B, H, W];
+  # None for models without a posterior.
   # Per-scale mode -> [B, S, H, W]; None unless the predictor's per_scale.
   scale_labels: Optional[Mapping[str, np.ndarray]]
 
@@ -196,7 +198,9 @@ def predict(predictor: Predictor, params, rng: Array,
                            _host(x)[rows]
                            for x in predictor.sample(
                                params, jax.random.fold_in(rng, 0), image))
-  if predictor.task.has_graders:
+  if predictor.reconstruct is None:  # no posterior: nothing to reconstruct
+    recs = None
+  elif predictor.task.has_graders:
     masks = inputs["masks"]
     recs = np.stack([
         _host(predictor.reconstruct(
@@ -244,7 +248,8 @@ def scale_metrics(out, scale_samples, recs, batch, valid):
   mode, and the recall of the reconstructions where graders marked it.
 
   scale_samples: mode name -> bool samples [B, S, H, W]; recs: bool
-  reconstructions of the graders' masks [B, G, H, W].
+  reconstructions of the graders' masks [B, G, H, W] (None without a
+  posterior: no recall).
   """
   valid = np.asarray(valid, bool)
   modes = np.asarray(batch["modes"]) > 0  # [B, M, H, W]
@@ -252,7 +257,7 @@ def scale_metrics(out, scale_samples, recs, batch, valid):
   p_true = np.einsum("bm,bmhw->bhw", probs, modes)
   regions = metrics_lib.synthetic_factor_regions(modes)
   graders = np.moveaxis(np.asarray(batch["masks"]) > 0, -1, 1)
-  for factor in metrics_lib.SYNTHETIC_FACTORS:
+  for factor in metrics_lib.SYNTHETIC_FACTORS if recs is not None else ():
     recall = metrics_lib.region_recall(recs, graders, regions[factor])
     out[f"rec_recall_{factor}"].extend(
         float(r) for r in np.asarray(recall)[valid])
@@ -347,15 +352,18 @@ def batch_metrics(out, task: tasks_lib.Task, pred: Predictions, batch, valid,
     The clustered instance maps (instance tasks; else empty).
   """
   valid = np.asarray(valid, bool)
+  recs = pred.recs  # None without a posterior: no reconstruction metrics
   if task.has_graders:
-    binary_metrics(out, pred.labels > 0, pred.recs > 0, batch, valid,
-                   subset_b=task.subset_b)
+    binary_metrics(out, pred.labels > 0, None if recs is None else recs > 0,
+                   batch, valid, subset_b=task.subset_b)
     if "modes" in batch and pred.scale_labels is not None and valid.any():
       scale_samples = {"full": pred.labels > 0}
       scale_samples.update({k: v > 0 for k, v in pred.scale_labels.items()})
-      scale_metrics(out, scale_samples, pred.recs > 0, batch, valid)
+      scale_metrics(out, scale_samples, None if recs is None else recs > 0,
+                    batch, valid)
     return []
-  rec_iou_metrics(out, task, pred.recs, batch, valid, class_ids)
+  if recs is not None:
+    rec_iou_metrics(out, task, recs, batch, valid, class_ids)
   if task.kind == "flips":
     flip_metrics(out, pred.labels, batch, valid)
     return []

@@ -100,14 +100,17 @@ def samples_grid(image, gt, rec, samples, num_classes: int,
                  max_samples: int = 8) -> np.ndarray:
   """Rows = images: input | ground truth | reconstruction | samples.
 
-  samples: [B, S, H, W] class ids.
+  samples: [B, S, H, W] class ids; rec None (models without a posterior)
+  leaves out the reconstruction column.
   """
-  cols = [image_to_rgb(image), label_to_rgb(gt, num_classes),
-          label_to_rgb(rec, num_classes)]
+  cols = [image_to_rgb(image), label_to_rgb(gt, num_classes)]
+  labels = ["image", "gt"]
+  if rec is not None:
+    cols.append(label_to_rgb(rec, num_classes))
+    labels.append("rec")
   num_shown = min(max_samples, samples.shape[1])
   cols += [label_to_rgb(samples[:, s], num_classes) for s in range(num_shown)]
-  return image_grid(cols, labels=["image", "gt", "rec"]
-                    + [f"s{s}" for s in range(num_shown)])
+  return image_grid(cols, labels=labels + [f"s{s}" for s in range(num_shown)])
 
 
 def save_png(path: str, rgb: np.ndarray) -> None:

@@ -436,7 +436,7 @@ def binary_batch_metrics(samples, reconstructions, graders, modes=None,
   Args:
     samples: bool `[B, S, H, W]` prior samples (argmax).
     reconstructions: bool `[B, G, H, W]`, the posterior-mean reconstruction
-      of each grading.
+      of each grading; None for models without a posterior (no `rec_iou`).
     graders: bool `[B, G, H, W]` the gradings.
     modes: optional bool `[B, M, H, W]` known modes (synthetic).
     mode_probs: `[B, M]` their probabilities (with `modes`).
@@ -450,12 +450,12 @@ def binary_batch_metrics(samples, reconstructions, graders, modes=None,
   """
   s = np.asarray(samples, bool)
   y = np.asarray(graders, bool)
-  out = {
-      "rec_iou": np.asarray(lidc_reconstruction_iou(reconstructions, y),
-                            np.float64).reshape(-1),
-      "ged": np.asarray(ged(s, y), np.float64).reshape(-1),
-      "hm_iou": np.asarray(hungarian_iou(s, y), np.float64).reshape(-1),
-  }
+  out = {}
+  if reconstructions is not None:
+    out["rec_iou"] = np.asarray(lidc_reconstruction_iou(reconstructions, y),
+                                np.float64).reshape(-1)
+  out["ged"] = np.asarray(ged(s, y), np.float64).reshape(-1)
+  out["hm_iou"] = np.asarray(hungarian_iou(s, y), np.float64).reshape(-1)
   if subset_b:
     in_b = y.any(axis=(-2, -1)).all(axis=-1)
     out["hm_iou_subset_b"] = np.where(in_b, out["hm_iou"], np.nan)

@@ -41,6 +41,24 @@ def _dropout(x: Array, rate: float) -> Array:
   return hk.dropout(hk.next_rng_key(), rate, x)
 
 
+def check_resize_method(resize_method: str) -> None:
+  if resize_method not in ("bilinear", "nearest"):
+    raise ValueError("resize_method must be 'bilinear' or 'nearest', got "
+                     f"{resize_method!r}.")
+
+
+def check_input_size(img: Array, num_scales: int) -> None:
+  """Raises ValueError unless img is [B, H, W, C] with H and W divisible by
+  2^(num_scales - 1)."""
+  if img.ndim != 4:
+    raise ValueError(f"img must be [B, H, W, C], got shape {img.shape}.")
+  factor = 2 ** (num_scales - 1)
+  if img.shape[1] % factor or img.shape[2] % factor:
+    raise ValueError(
+        f"img spatial size {img.shape[1:3]} must be divisible by {factor} "
+        f"for {num_scales} processing scales.")
+
+
 class ConvBlock(hk.Module):
   """`convs_per_block` 3x3 convs, each followed by a ReLU."""
 
@@ -100,9 +118,7 @@ class UNet:
                *, resize_method: str = "bilinear",
                constrain: Optional[Callable[[Array], Array]] = None,
                dropout_rate: float = 0.0, num_dropout_blocks: int = 3):
-    if resize_method not in ("bilinear", "nearest"):
-      raise ValueError("resize_method must be 'bilinear' or 'nearest', got "
-                       f"{resize_method!r}.")
+    check_resize_method(resize_method)
     if not 0.0 <= dropout_rate < 1.0:
       raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}.")
     self.channels = tuple(int(c) for c in channels_per_block)
@@ -125,15 +141,7 @@ class UNet:
     self._first_dropout_decoder = len(self.channels) - 1 - num_dropout_blocks
 
   def check_input_size(self, img: Array) -> None:
-    """Raises ValueError unless img is [B, H, W, C], H and W divisible by
-    2^(num_scales - 1)."""
-    if img.ndim != 4:
-      raise ValueError(f"img must be [B, H, W, C], got shape {img.shape}.")
-    factor = 2 ** (len(self.channels) - 1)
-    if img.shape[1] % factor or img.shape[2] % factor:
-      raise ValueError(
-          f"img spatial size {img.shape[1:3]} must be divisible by {factor} "
-          f"for {len(self.channels)} processing scales.")
+    check_input_size(img, len(self.channels))
 
   def __call__(self, img: Array, *, dropout: bool = False) -> Array:
     """The last feature map [B, H, W, C_0]; `dropout` (needs an rng) drops
