@@ -224,7 +224,8 @@ def predict(predictor: Predictor, params, rng: Array,
 
 
 def binary_metrics(out, samples, recs, batch, valid, *, subset_b: bool):
-  """Graders tasks: samples [B, S, H, W] bool, recs [B, G, H, W] bool."""
+  """Graders tasks: samples [B, S, H, W] bool, recs [B, G, H, W] bool (None
+  without a posterior)."""
   valid = np.asarray(valid, bool)
   if not valid.any():  # an all-padding batch (multi-host tail)
     return
@@ -234,7 +235,8 @@ def binary_metrics(out, samples, recs, batch, valid, *, subset_b: bool):
   probs = (np.asarray(batch["mode_probs"], np.float64)[valid] if has_modes
            else None)
   values = metrics_lib.binary_batch_metrics(
-      samples[valid], recs[valid], graders[valid], modes, probs,
+      samples[valid], None if recs is None else recs[valid], graders[valid],
+      modes, probs,
       subset_b=subset_b)
   for key, per_image in values.items():
     out[key].extend(float(v) for v in per_image)

@@ -272,3 +272,23 @@ def test_ensemble_trains_evaluates_and_samples(tmp_path, synthetic_data_dir,
   # Sample 3 is member 0 again (i mod M, M = 3).
   np.testing.assert_allclose(out["probabilities"][3], out["probabilities"][0],
                              atol=1e-6)
+
+
+def test_full_size_counts_share_the_lidc_spunet_core_and_summary():
+  counts = {}
+  for name in ("lidc_spunet", "lidc_dropout_unet", "lidc_mheads"):
+    config = config_lib.load_config(name)
+    networks = networks_lib.make_networks(config.model)
+    img = jnp.zeros((1, 128, 128, 1))
+    counts[name] = networks_lib.component_param_counts(jax.eval_shape(
+        lambda k, n=networks, i=img: n.init(k, seg=jnp.zeros((1, 128, 128, 2)),
+                                            img=i), jax.random.key(0)))
+  assert counts["lidc_dropout_unet"]["unet"] == counts["lidc_spunet"]["unet"]
+  assert counts["lidc_dropout_unet"]["total"] == 11_773_602  # as documented
+  assert counts["lidc_mheads"]["total"] == 11_773_536 + 16 * 66
+  from hpunet import model_summary  # pylint: disable=g-import-not-at-top
+  s = model_summary.summarize(config_lib.load_config("synthetic_mheads",
+                                                     "smoke"))
+  assert s["model"] == "mheads" and s["latent_grids"] == []
+  assert s["params"]["heads"] == 3 * (4 * 2 + 2)  # M = 3, C_0 = 4, K = 2
+  assert "latent grids: none" in model_summary.format_summary(s)
