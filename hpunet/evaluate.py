@@ -13,7 +13,9 @@ resamples of the test images (HPU-Net paper; `metrics.bootstrap_over_seeds`).
 The metrics are those of `hpunet.evaluation` (also the trainer's periodic
 validation). Per task (`config.input.name`), with `S` prior samples per image
 drawn by the encoder-reuse path (`sample_n`) and reconstructions decoded from
-the posterior means (`reconstruct(mean=True)`):
+the posterior means (`reconstruct(mean=True)`; models without a posterior,
+the sPU-Net paper's baselines, have no IoU_rec and no reconstruction
+recall):
 
 | task | metrics |
 |---|---|
@@ -116,7 +118,9 @@ from hpunet import validation
 
 GED_SAMPLE_COUNTS = evaluation.GED_SAMPLE_COUNTS
 _GED_LABELS = {"ged": "GED² (graders)", "ged_modes": "GED² (known modes)"}
-_MODEL_LABELS = {"hpunet": "HPU-Net", "spunet": "sPU-Net"}
+_MODEL_LABELS = {"hpunet": "HPU-Net", "spunet": "sPU-Net",
+                 "dropout_unet": "Dropout U-Net",
+                 "unet_ensemble": "U-Net Ensemble", "mheads": "M-Heads"}
 # Written in results.md for models without a posterior.
 _NO_POSTERIOR_NOTE = (
     "Not computed: this model has no posterior (`networks.has_posterior` is "

@@ -184,6 +184,29 @@ def reconstruction_loss(logits: Array,
       mask=mask)
 
 
+def mheads_weights(per_head_loss: Array, epsilon: float) -> Array:
+  """The adaptive M-heads weights (Rupprecht et al. 2017; sPU-Net Sec. 3.2).
+
+  Per example, the head with the lowest loss gets 1 - epsilon and every
+  other head epsilon / (M - 1) (ties: the first such head); a single head
+  gets 1. No gradient flows through the assignment.
+
+  Args:
+    per_head_loss: [M, B], e.g. each head's per-image cross-entropy.
+    epsilon: the weight shared by the non-best heads (0.05 in the paper).
+
+  Returns:
+    [M, B] weights; each column sums to 1.
+  """
+  num_heads = per_head_loss.shape[0]
+  if num_heads == 1:
+    return jnp.ones(per_head_loss.shape, jnp.float32)
+  best = jnp.argmin(jax.lax.stop_gradient(per_head_loss), axis=0)  # [B]
+  is_best = jax.nn.one_hot(best, num_heads, axis=0, dtype=jnp.float32)
+  return is_best * (1.0 - epsilon) + (1.0 - is_best) * (
+      epsilon / (num_heads - 1))
+
+
 def l2_weight_decay(params) -> Array:
   """sum(x^2) over every leaf (weights and biases; no 1/2), as the papers."""
   return sum(jnp.sum(jnp.square(p.astype(jnp.float32)))

@@ -15,7 +15,8 @@ analysis of the *lowered* (traced, not compiled) computations:
 
 With `--json` it prints one JSON object; `params` maps component names
 (prior, posterior, f_comb for the HPU-Net; unet, prior, posterior, f_comb
-for the sPU-Net) to parameter counts and has a `total`.
+for the sPU-Net; unet and head / heads for the baselines, an ensemble's
+summed over its members) to parameter counts and has a `total`.
 """
 
 import functools
@@ -111,14 +112,19 @@ def format_summary(s: dict[str, Any]) -> str:
            f"classes: {s['num_classes']}", "parameters:"]
   for name, count in s["params"].items():
     lines.append(f"  {name:<12} {count:>12,}")
-  lines.append("latent grids (coarse -> fine, [h, w, Z]): " + ", ".join(
-      "-" if g is None else "x".join(map(str, g)) for g in s["latent_grids"]) +
-               f"  ({s['num_latents_per_image']} latents per image)")
+  if s["latent_grids"]:
+    lines.append("latent grids (coarse -> fine, [h, w, Z]): " + ", ".join(
+        "-" if g is None else "x".join(map(str, g))
+        for g in s["latent_grids"]) +
+                 f"  ({s['num_latents_per_image']} latents per image)")
+  else:  # the baselines without a posterior
+    lines.append("latent grids: none (a model without latents)")
   lines.append(f"FLOPs, one training step (fwd + bwd, batch "
                f"{s['input_shape'][0]}): {s['train_step_flops'] / 1e9:,.2f} G")
   lines.append(f"FLOPs, one sample of one image: "
                f"{s['sample_flops_per_image'] / 1e9:,.3f} G; each extra "
-               f"sample (encoder reused): {s['extra_sample_flops'] / 1e9:,.3f} G")
+               f"sample{' (encoder reused)' if s['latent_grids'] else ''}: "
+               f"{s['extra_sample_flops'] / 1e9:,.3f} G")
   return "\n".join(lines)
 
 

@@ -4,9 +4,12 @@
 Everything outside the model files works with these functions and plain
 parameter pytrees; only this module and the model files import Haiku.
 
-`config.model` is a ConfigDict (or dict) with `name` in {"hpunet", "spunet"}
-and the remaining keys equal to the constructor arguments of
-`model.HierarchicalProbUNet` or `spunet.ProbUNet`.
+`config.model` is a ConfigDict (or dict) with `name` one of `_MODELS`'
+keys and the remaining keys equal to the constructor arguments of its class:
+"hpunet" `model.HierarchicalProbUNet`, "spunet" `spunet.ProbUNet`, and the
+sPU-Net paper's baselines without a posterior, "dropout_unet"
+`baselines.DropoutUNet`, "unet_ensemble" `baselines.UNetEnsemble`, "mheads"
+`baselines.MHeadsUNet`.
 
 All functions take `seg` as a one-hot float [B, H, W, K] and `img` as
 [B, H, W, C]; `mean` flags are static Python values (bool or one per latent
@@ -19,6 +22,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional
 import haiku as hk
 import jax
 
+from hpunet import baselines
 from hpunet import model as hpu_model
 from hpunet import spunet
 
@@ -32,7 +36,20 @@ ReconstructionOutput = hpu_model.ReconstructionOutput
 _MODELS = {
     "hpunet": hpu_model.HierarchicalProbUNet,
     "spunet": spunet.ProbUNet,
+    "dropout_unet": baselines.DropoutUNet,
+    "unet_ensemble": baselines.UNetEnsemble,
+    "mheads": baselines.MHeadsUNet,
 }
+
+# config.loss.type values each model trains with (default: these two).
+_POSTERIOR_LOSS_TYPES = ("geco", "elbo")
+
+
+def loss_types(model_name: str) -> tuple[str, ...]:
+  """The `config.loss.type` values model `model_name` can train with (an
+  unknown name is `model_kwargs`' error, not this one's)."""
+  return tuple(getattr(_MODELS.get(model_name), "loss_types",
+                       _POSTERIOR_LOSS_TYPES))
 
 
 class Networks(NamedTuple):
@@ -92,11 +109,12 @@ def make_networks(model_config: Mapping[str, Any], *,
   def build():
     return cls(activation_constraint=activation_constraint, **kwargs)
 
+  has_posterior = bool(getattr(cls, "has_posterior", True))
   train_outputs = hk.transform(
       lambda *, seg, img: build().train_outputs(seg=seg, img=img))
   reconstruct = hk.transform(
       lambda *, seg, img, mean=False: build().reconstruct(
-          seg=seg, img=img, mean=mean))
+          seg=seg, img=img, mean=mean)) if has_posterior else None
   sample = hk.transform(
       lambda img, *, mean=False, z_q=None: build().sample(
           img, mean=mean, z_q=z_q))
@@ -108,9 +126,9 @@ def make_networks(model_config: Mapping[str, Any], *,
   return Networks(
       init=train_outputs.init,
       train_outputs=train_outputs.apply,
-      reconstruct=lambda params, rng, **kw: reconstruct.apply(
-          params, rng, **kw).logits,
-      reconstruct_full=reconstruct.apply,
+      reconstruct=(lambda params, rng, **kw: reconstruct.apply(
+          params, rng, **kw).logits) if has_posterior else None,
+      reconstruct_full=reconstruct.apply if has_posterior else None,
       sample=sample.apply,
       sample_n=lambda params, rng, img, **kw: sample_n.apply(
           params, rng, img, **kw).logits,
@@ -119,14 +137,18 @@ def make_networks(model_config: Mapping[str, Any], *,
       num_classes=int(kwargs.get(
           "num_classes",
           inspect.signature(cls).parameters["num_classes"].default)),
-      model_name=name)
+      model_name=name,
+      has_posterior=has_posterior)
 
 
 def component_param_counts(params: Params) -> dict[str, int]:
-  """Parameter counts per top-level component (prior, posterior, f_comb...)."""
+  """Parameter counts per top-level component (prior, posterior, f_comb...;
+  unet and head / heads for the baselines, the ensemble's summed over its
+  members)."""
   counts: dict[str, int] = {}
   for module_name, module_params in params.items():
-    # Haiku names are "<model>/~/<component>/~/<submodule>...".
+    # Haiku names are "<model>/~/<component>/~/<submodule>..." (ensemble:
+    # "<model>/members/member/~/<component>/~/...").
     parts = module_name.split("/~/")
     component = parts[1] if len(parts) > 1 else parts[0]
     if component.startswith("f_comb") or component == "logits":

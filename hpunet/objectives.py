@@ -5,6 +5,15 @@
   kl_sum` with the official mechanics (`geco.py`), usually with a
   batch-global stochastic top-k of 2% of the pixels.
 - ELBO (sPU-Net paper): `rec_sum + beta * kl_sum`, beta = 1 in the papers.
+- "ce" (the sPU-Net paper's Dropout U-Net and U-Net Ensemble, models
+  without a posterior): the masked cross-entropy `rec_sum`. For an ensemble
+  (logits [M, B, H, W, K]) it is the sum of the members' own `rec_sum`s:
+  members share no parameter, so each member's gradient is that of its own
+  loss and one step trains M independent U-Nets (Adam is per parameter).
+- "mheads" (the sPU-Net paper's M-Heads): per image, each head's summed
+  cross-entropy weighted by `losses.mheads_weights` (the best head
+  1 - epsilon, every other head epsilon / (M - 1); epsilon = 0.05 in the
+  paper), averaged over images.
 
 Both add the papers' weight decay as a separate, coupled L2 term
 `weight_decay * sum(theta^2)` (weights and biases, no 1/2) over the network
@@ -14,8 +23,9 @@ decoupled AdamW decay; it is what the papers' TF code declares.
 `params` is a dict: {"model": Haiku params, "lagrange_multiplier": v} (the
 latter only for GECO), so the multiplier is trained by the same optimizer.
 
-`loss_config` keys: type ("geco" | "elbo"), kappa, decay (0.99), rate (1e-2),
-beta, top_k_percentage (None disables top-k), deterministic_top_k (False),
+`loss_config` keys: type ("geco" | "elbo" | "ce" | "mheads"), kappa, decay
+(0.99), rate (1e-2), beta, epsilon ("mheads"), top_k_percentage (None
+disables top-k; not with "mheads"), deterministic_top_k (False),
 weight_decay (1e-5).
 
 Options beyond the papers (all off by default, so every paper config keeps
@@ -53,16 +63,35 @@ Batch = Mapping[str, Array]
 
 _DEFAULTS = dict(decay=0.99, rate=1e-2, beta=None, top_k_percentage=None,
                  deterministic_top_k=False, weight_decay=1e-5, kappa=None,
-                 kl_warmup_steps=0, free_bits=0.0, kl_balancing=False)
+                 kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
+                 epsilon=None)
+
+LOSS_TYPES = ("geco", "elbo", "ce", "mheads")
+# The losses of models without a posterior (no KL term).
+NO_POSTERIOR_LOSS_TYPES = ("ce", "mheads")
 
 
 def _loss_settings(loss_config: Mapping[str, Any]) -> dict:
   cfg = dict(_DEFAULTS)
   cfg.update(loss_config.to_dict() if hasattr(loss_config, "to_dict") else
              dict(loss_config))
-  if cfg.get("type") not in ("geco", "elbo"):
-    raise ValueError("config.loss.type must be 'geco' or 'elbo', got "
+  if cfg.get("type") not in LOSS_TYPES:
+    raise ValueError(f"config.loss.type must be one of {LOSS_TYPES}, got "
                      f"{cfg.get('type')!r}.")
+  if cfg["type"] == "mheads":
+    eps = cfg["epsilon"]
+    if eps is None or not 0.0 <= float(eps) < 1.0:
+      raise ValueError("config.loss.epsilon must be in [0, 1) for the "
+                       f"M-heads loss (0.05 in the paper), got {eps!r}.")
+    if cfg["top_k_percentage"] is not None:
+      raise ValueError("config.loss.top_k_percentage must be None for the "
+                       "M-heads loss (it ranks whole images per head).")
+  if cfg["type"] in NO_POSTERIOR_LOSS_TYPES:
+    for key in ("kl_warmup_steps", "free_bits", "kl_balancing"):
+      if cfg[key]:
+        raise ValueError(f"config.loss.{key}={cfg[key]!r}: the "
+                         f"{cfg['type']!r} loss has no KL term; expected it "
+                         "off (0 / False).")
   if cfg["type"] == "geco" and cfg["kappa"] is None:
     raise ValueError("config.loss.kappa must be set for GECO (a per-pixel "
                      "reconstruction target in nats, e.g. 0.05 for LIDC).")
@@ -205,6 +234,9 @@ def objective(params: dict, geco_state: geco.GecoState, rng: Array,
   model_rng, topk_rng = jax.random.split(rng)
   outputs = networks.train_outputs(params["model"], model_rng, seg=seg,
                                    img=img)
+  if cfg["type"] in NO_POSTERIOR_LOSS_TYPES:
+    return _objective_without_posterior(
+        params, geco_state, outputs.logits, seg, mask, cfg, topk_rng)
   rec = losses.reconstruction_loss(
       outputs.logits, seg, mask,
       top_k_percentage=cfg["top_k_percentage"],
@@ -251,3 +283,48 @@ def objective(params: dict, geco_state: geco.GecoState, rng: Array,
   metrics["weight_decay"] = weight_decay
   metrics["loss"] = loss
   return loss, (new_geco_state, metrics)
+
+
+def _objective_without_posterior(params, geco_state, logits, seg, mask, cfg,
+                                 topk_rng):
+  """The "ce" and "mheads" losses (module docstring); no KL, no GECO."""
+  # [B, H, W, K] (one network) or [M, B, H, W, K] (members / heads).
+  stacked = logits if logits.ndim == 5 else logits[None]
+  if mask is None:
+    mask = jnp.ones(seg.shape[:3], jnp.float32)
+  metrics = {}
+  if cfg["type"] == "ce":
+    rec = jax.vmap(lambda l: losses.reconstruction_loss(
+        l, seg, mask, top_k_percentage=cfg["top_k_percentage"],
+        deterministic_top_k=cfg["deterministic_top_k"], rng=topk_rng))(
+            stacked)  # fields [M], mask [M, B, H, W]
+    loss = jnp.sum(rec.sum)  # each member's own loss
+    rec_sum, rec_mean = jnp.mean(rec.sum), jnp.mean(rec.mean)
+    selected = rec.mask
+    metrics["ce_loss"] = loss
+  else:  # mheads
+    xe = jax.vmap(losses.softmax_cross_entropy, in_axes=(0, None))(
+        stacked, seg)  # [M, B, H, W]
+    mask = mask.astype(jnp.float32)
+    per_head = jnp.sum((xe * mask).reshape(xe.shape[:2] + (-1,)), -1)  # [M, B]
+    weights = losses.mheads_weights(per_head, float(cfg["epsilon"]))
+    loss = jnp.mean(jnp.sum(weights * per_head, axis=0))
+    best = jnp.min(per_head, axis=0)  # [B]
+    rec_sum = jnp.mean(best)
+    rec_mean = jnp.sum(best) / jnp.maximum(jnp.sum(mask), 1.0)
+    selected = mask
+    metrics["mheads_loss"] = loss
+    # How often each head is the best one in this batch (idle heads: 0).
+    wins = jnp.mean(jnp.argmin(per_head, 0)[None] == jnp.arange(
+        per_head.shape[0])[:, None], axis=1)
+    metrics["mheads_idle_heads"] = jnp.sum(wins == 0)
+  num_selected = jnp.mean(jnp.sum(
+      selected.reshape(selected.shape[:-2] + (-1,)), -1))
+  # rec_loss_*: the members' mean (ce) or the best head's (mheads).
+  metrics.update({"rec_loss_sum": rec_sum, "rec_loss_mean": rec_mean,
+                  "num_valid_pixels": num_selected})
+  weight_decay = losses.l2_weight_decay(params["model"])
+  loss = loss + cfg["weight_decay"] * weight_decay
+  metrics["weight_decay"] = weight_decay
+  metrics["loss"] = loss
+  return loss, (geco_state, metrics)

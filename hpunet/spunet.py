@@ -2,9 +2,10 @@
 """The standard Probabilistic U-Net (sPU-Net, Kohl et al. 2018) in Haiku.
 
 As in the sPU-Net paper (Sec. 2 and App. A):
-- a U-Net core: at each scale three 3x3 conv + ReLU; widths double at each
-  down-sampling and halve at each up-sampling; feature maps are resampled
-  bilinearly (see below);
+- a U-Net core (`unet.UNet`, shared with the paper's baselines in
+  `baselines.py`): at each scale three 3x3 conv + ReLU; widths double at
+  each down-sampling and halve at each up-sampling; feature maps are
+  resampled bilinearly (see below);
 - `prior` (sees the image) and `posterior` (sees the one-hot segmentation and
   the image) nets with the architecture of the U-Net's encoder path, whose
   last feature map is global-average pooled and fed to a 1x1 conv predicting
@@ -38,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from hpunet import model as hpu_model
+from hpunet import unet
 from hpunet import unet_utils
 
 Array = jax.Array
@@ -49,43 +51,6 @@ TrainOutputs = hpu_model.TrainOutputs
 LIDC_CHANNELS_PER_BLOCK = (32, 64, 128, 256, 512)
 
 
-class _ConvBlock(hk.Module):
-  """`convs_per_block` 3x3 convs, each followed by a ReLU."""
-
-  def __init__(self, channels: int, convs_per_block: int, name: str):
-    super().__init__(name=name)
-    self._convs = [
-        unet_utils.conv(channels, 3, name=f"conv_{i}")
-        for i in range(convs_per_block)
-    ]
-
-  def __call__(self, x: Array) -> Array:
-    for c in self._convs:
-      x = jax.nn.relu(c(x))
-    return x
-
-
-class _Encoder(hk.Module):
-  """The U-Net encoder path: [B, H, W, C_in] -> features fine -> coarse."""
-
-  def __init__(self, channels_per_block, convs_per_block, constrain, name):
-    super().__init__(name=name)
-    self._constrain = constrain
-    self._blocks = [
-        _ConvBlock(c, convs_per_block, name=f"block_{l}")
-        for l, c in enumerate(channels_per_block)
-    ]
-
-  def __call__(self, x: Array) -> tuple[Array, ...]:
-    outputs = []
-    for l, block in enumerate(self._blocks):
-      if l:
-        x = self._constrain(unet_utils.resize_down(x))
-      x = self._constrain(block(x))  # [B, H/2^l, W/2^l, C_l]
-      outputs.append(x)
-    return tuple(outputs)
-
-
 class _LatentNet(hk.Module):
   """Prior or posterior net: encoder path, global average pool, 1x1 conv."""
 
@@ -93,8 +58,8 @@ class _LatentNet(hk.Module):
                constrain, name):
     super().__init__(name=name)
     self._latent_dim = latent_dim
-    self._encoder = _Encoder(channels_per_block, convs_per_block, constrain,
-                             name="encoder")
+    self._encoder = unet.Encoder(channels_per_block, convs_per_block,
+                                 constrain, name="encoder")
     self._head = unet_utils.conv(2 * latent_dim, 1, name="latent_head")
 
   def __call__(self, x: Array) -> Gaussian:
@@ -133,16 +98,10 @@ class ProbUNet(hk.Module):
                        f"({num_fcomb_convs}) must be >= 1.")
     self._channels = tuple(int(c) for c in channels_per_block)
     self._latent_dim = int(latent_dim)
-    self._resize_up = (unet_utils.resize_up_bilinear if resize_method ==
-                       "bilinear" else unet_utils.resize_up)
     constrain = activation_constraint or (lambda x: x)
-    self._constrain = constrain
-    self._encoder = _Encoder(self._channels, convs_per_block, constrain,
-                             name="unet_encoder")
-    self._decoder_blocks = [
-        _ConvBlock(self._channels[l], convs_per_block, name=f"decoder_{l}")
-        for l in range(len(self._channels) - 1)
-    ]
+    # Its blocks are this module's `unet_encoder` and `decoder_<l>`.
+    self._unet = unet.UNet(self._channels, convs_per_block,
+                           resize_method=resize_method, constrain=constrain)
     self._prior = _LatentNet(self._channels, convs_per_block, latent_dim,
                              constrain, name="prior")
     self._posterior = _LatentNet(self._channels, convs_per_block, latent_dim,
@@ -171,13 +130,7 @@ class ProbUNet(hk.Module):
 
   def unet_features(self, img: Array) -> Array:
     """The U-Net's last feature map: [B, H, W, C_0]."""
-    skips = self._encoder(img)
-    d = skips[-1]
-    for l in reversed(range(len(self._channels) - 1)):
-      d = self._constrain(self._resize_up(d))
-      d = jnp.concatenate([d, skips[l]], axis=-1)
-      d = self._constrain(self._decoder_blocks[l](d))
-    return d
+    return self._unet(img)
 
   def f_comb(self, features: Array, z: Array) -> Array:
     """[B, H, W, C_0], z [B, 1, 1, N] -> logits [B, H, W, K]."""

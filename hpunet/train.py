@@ -388,19 +388,22 @@ def make_image_summary_fn(networks: networks_lib.Networks, mesh: Mesh, *,
   """Jitted: inputs, labels and argmax maps of reconstructions and samples.
 
   Takes the first `num_images` examples of a (sharded) training batch and
-  returns replicated arrays, readable on every process.
+  returns replicated arrays, readable on every process. The reconstruction
+  is None for models without a posterior.
   """
 
   def fn(params, rng, image, seg):
     image, seg = image[:num_images], seg[:num_images]
     rec_rng, sample_rng = jax.random.split(rng)
-    rec = networks.reconstruct(
-        params["model"], rec_rng,
-        seg=_one_hot(seg, networks.num_classes, image.dtype), img=image,
-        mean=True)
+    rec = None
+    if networks.has_posterior:
+      rec = jnp.argmax(networks.reconstruct(
+          params["model"], rec_rng,
+          seg=_one_hot(seg, networks.num_classes, image.dtype), img=image,
+          mean=True), -1)
     samples = networks.sample_n(params["model"], sample_rng, image,
                                 num_samples=num_samples)
-    return image, seg, jnp.argmax(rec, -1), jnp.argmax(samples, -1)
+    return image, seg, rec, jnp.argmax(samples, -1)
 
   rep = sharding.replicated(mesh)
   return jax.jit(fn, out_shardings=rep)
@@ -409,15 +412,17 @@ def make_image_summary_fn(networks: networks_lib.Networks, mesh: Mesh, *,
 def image_summary(fn, params, rng, batch: Batch, *,
                   num_classes: int) -> np.ndarray:
   """One grid: rows = examples; input | ground truth | reconstruction (the
-  posterior mean) | prior samples, under a band of column titles."""
+  posterior mean; models with a posterior only) | prior samples, under a
+  band of column titles."""
   image, seg, rec, samples = jax.device_get(
       fn(params, rng, batch["image"], batch["seg"]))
   columns = [images.image_to_rgb(image),
-             images.label_to_rgb(seg, num_classes),
-             images.label_to_rgb(rec, num_classes)]
+             images.label_to_rgb(seg, num_classes)]
+  if rec is not None:
+    columns.append(images.label_to_rgb(rec, num_classes))
   columns += [images.label_to_rgb(s, num_classes) for s in samples]
   return images.image_grid(columns, labels=[
-      "image", "label", "reconstruction"] + [
+      "image", "label"] + (["reconstruction"] if rec is not None else []) + [
           f"sample {i + 1}" for i in range(len(samples))])
 
 
@@ -756,15 +761,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         last_metrics.update(scalars)
         pace.add(timer)
         eta = pace.eta(num_steps - step)
-        # GECO's multiplier only where there is one (not for the ELBO).
+        # GECO's multiplier only where there is one (not for the ELBO), the
+        # KL only for models with a posterior.
         lagmul = (f" lagmul {means['lagmul']:.4g}" if "lagmul" in means
                   else "")
+        kl = f" kl {means['kl_sum']:.4g}" if "kl_sum" in means else ""
         logging.info(
-            "step %d/%d | loss %.4g rec/px %.4g kl %.4g%s | "
+            "step %d/%d | loss %.4g rec/px %.4g%s%s | "
             "%.1f img/s %.3f s/step | lr %.3g | ETA %s", step, num_steps,
             means.get("loss", float("nan")),
-            means.get("rec_loss_mean", float("nan")),
-            means.get("kl_sum", float("nan")), lagmul,
+            means.get("rec_loss_mean", float("nan")), kl, lagmul,
             steps_per_sec * global_batch,
             1.0 / steps_per_sec if steps_per_sec else float("nan"),
             means.get("learning_rate", float("nan")), _format_duration(eta))

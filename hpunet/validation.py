@@ -36,7 +36,7 @@ from hpunet import tasks
 from hpunet.errors import UserError
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
-LOSS_TYPES = ("geco", "elbo")
+LOSS_TYPES = ("geco", "elbo", "ce", "mheads")
 # Fields a resumed run must keep: they fix the state's shapes, the RNG and
 # data stream, or the task the checkpoint was trained on.
 RESUME_FIELDS = ("model", "seed", "input.name", "input.dataset",
@@ -259,7 +259,31 @@ def _check_loss(config) -> None:
   if kind not in LOSS_TYPES:
     raise UserError(f"config.loss.type={kind!r}: expected one of "
                     f"{LOSS_TYPES}.")
-  if kind == "geco":
+  model_name = (config.get("model") or {}).get("name")
+  if model_name is not None:
+    from hpunet import networks as networks_lib  # pylint: disable=g-import-not-at-top
+    allowed = networks_lib.loss_types(model_name)
+    if kind not in allowed:
+      raise UserError(f"config.loss.type={kind!r}: expected one of {allowed} "
+                      f"for config.model.name={model_name!r}.")
+  if kind in ("ce", "mheads"):  # models without a posterior: no KL term
+    if kind == "mheads":
+      eps = loss.get("epsilon")
+      if not (isinstance(eps, (int, float, np.number)) and
+              not isinstance(eps, bool) and math.isfinite(eps) and
+              0 <= eps < 1):
+        raise UserError(
+            f"config.loss.epsilon={eps!r}: expected a number in [0, 1) (the "
+            "weight the non-best heads share; 0.05 in the paper).")
+      if loss.get("top_k_percentage") is not None:
+        raise UserError(
+            f"config.loss.top_k_percentage={loss.top_k_percentage!r}: "
+            "expected None for the M-heads loss.")
+    for key in ("kl_warmup_steps", "free_bits", "kl_balancing"):
+      if loss.get(key):
+        raise UserError(f"config.loss.{key}={loss.get(key)!r}: expected 0 / "
+                        f"False: the {kind!r} loss has no KL term.")
+  elif kind == "geco":
     check_number(loss.get("kappa"), "config.loss.kappa", low=0,
                  low_open=True, what="GECO's per-pixel reconstruction target")
     if loss.get("decay") is not None:

@@ -33,6 +33,12 @@ _BASE = {  # derived config -> the config it imports and overrides
     "synthetic_local_latents": "synthetic",
     "synthetic_no_topk": "synthetic",
 }
+# The sPU-Net paper's baselines (Sec. 3.2), each derived from its dataset's
+# sPU-Net config: same data, schedule and U-Net core.
+_BASELINES = ("dropout_unet", "ensemble", "mheads")
+_BASE.update({f"{d}_{b}": f"{s}_spunet" for d, s in (
+    ("lidc", "lidc"), ("cityscapes_flips", "cityscapes_flips"),
+    ("synthetic", "synthetic")) for b in _BASELINES})
 _SECTIONS = ("Seed", "Input", "Model", "Loss", "Optimizer", "Durations",
              "Evals", "Mesh")
 
@@ -48,7 +54,9 @@ def test_all_issue_configs_exist():
       "snemi3d_spunet", "cityscapes_flips_spunet", "synthetic_spunet",
       "lidc_global_latents", "lidc_local_latents", "lidc_no_topk",
       "synthetic_global_latents", "synthetic_local_latents",
-      "synthetic_no_topk", "folder", "folder_spunet"}
+      "synthetic_no_topk", "folder", "folder_spunet"} | {
+          f"{d}_{b}" for d in ("lidc", "cityscapes_flips", "synthetic")
+          for b in _BASELINES}
 
 
 @pytest.mark.parametrize("name", _NAMES)
@@ -63,7 +71,8 @@ def test_config_builds_locks_and_documents_itself(name):
   for arg in (None, "smoke"):
     config = config_lib.load_config(name, arg)
     config.lock()
-    assert config.model.name in ("hpunet", "spunet")
+    assert config.model.name in ("hpunet", "spunet", "dropout_unet",
+                                 "unet_ensemble", "mheads")
     lrs = config.lr_schedule.learning_rates
     assert len(lrs) == len(config.lr_schedule.boundaries) + 1
     if arg is None:
@@ -196,6 +205,8 @@ def _latent_grids(name, config):
       "synthetic_global_latents": [(1, 1, 85)],
       "folder": [(1, 1, 1), (2, 2, 1), (4, 4, 1), (8, 8, 1)],
       "folder_spunet": [(1, 1, 6)],
+      **{f"{d}_{b}": [] for d in ("lidc", "cityscapes_flips", "synthetic")
+         for b in _BASELINES},  # no latents
   }[name], (h, w)
 
 
@@ -214,9 +225,14 @@ def test_full_size_model_traces(name):
       lambda k, bt: objectives.init_params(networks, k, bt, config.loss),
       jax.random.key(0), batch)
   seg = jax.ShapeDtypeStruct((b, h, w, config.model.num_classes), jnp.float32)
-  rec = jax.eval_shape(
-      lambda p, k, s, i: networks.reconstruct_full(p, k, seg=s, img=i),
-      params["model"], jax.random.key(1), seg, batch["image"])
+  if networks.has_posterior:
+    rec = jax.eval_shape(
+        lambda p, k, s, i: networks.reconstruct_full(p, k, seg=s, img=i),
+        params["model"], jax.random.key(1), seg, batch["image"])
+  else:  # the baselines: samples instead (no posterior, no latents)
+    rec = jax.eval_shape(
+        lambda p, k, i: networks.sample(p, k, i), params["model"],
+        jax.random.key(1), batch["image"])
   assert rec.logits.shape == (b, h, w, config.model.num_classes)
   shapes = [None if z is None else tuple(z.shape[1:])
             for z in rec.used_latents]
@@ -225,7 +241,8 @@ def test_full_size_model_traces(name):
       lambda p, k, bt: objectives.objective(
           p, geco.init_geco_state(), k, bt, networks=networks,
           loss_config=config.loss), params, jax.random.key(2), batch)
-  assert loss.shape == () and "kl_sum" in metrics
+  assert loss.shape == ()
+  assert ("kl_sum" in metrics) == networks.has_posterior
   num_params = sum(int(np.prod(x.shape))
                    for x in jax.tree.leaves(params["model"]))
   assert num_params > 1e5, num_params

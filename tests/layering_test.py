@@ -24,7 +24,7 @@ COMMANDS = {"build_dataset", "compare", "convert_official", "evaluate",
 DATA_MODULES = {"augment", "build_dataset", "dataset_builders",
                 "input_pipeline"}
 TF_ALSO = {"convert_official", "summary_writer"}
-MODEL_FILES = {"model", "networks", "spunet", "unet_utils"}
+MODEL_FILES = {"baselines", "model", "networks", "spunet", "unet", "unet_utils"}
 
 
 def _modules() -> dict[str, ast.Module]:

@@ -1,0 +1,72 @@
+# Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
+r"""Dropout U-Net on the Cityscapes stochastic-flip task at 256x512: the
+sPU-Net paper's baseline, Section 3.2, Fig. 2a; Fig. 4 (GED^2 vs samples),
+Fig. 8a (mode frequencies); the sPU-Net paper's Cityscapes setting (its
+Section 4.2, Fig. 4b, Table 2).
+
+Command:
+
+  python -m hpunet.train --config=configs/cityscapes_flips_dropout_unet.py \
+      --workdir=/tmp/hpunet/cityscapes_flips_dropout_unet
+
+Smoke variant:
+
+  python -m hpunet.train --config=configs/cityscapes_flips_dropout_unet.py:smoke \
+      --workdir=/tmp/s
+
+Evaluate and sample with the commands of every model:
+
+  python -m hpunet.evaluate --config=configs/cityscapes_flips_dropout_unet.py \
+      --workdir=/tmp/hpunet/cityscapes_flips_dropout_unet
+  python -m hpunet.sample --workdir=/tmp/hpunet/cityscapes_flips_dropout_unet \
+      --image=IMAGE.png --out=/tmp/samples
+
+There is no IoU_rec (no posterior).
+
+Expected cost: 4.5 TFLOP per train step at batch 16 (280 GFLOP per 256x512
+example), 1.07 EFLOP for 240k steps, about 15 accelerator-hours (XLA cost
+analysis of forward + backward + Adam, `python benchmarks/train_step.py
+--flops_only`; accelerator-hours assume a sustained 20 TFLOP/s per chip, a
+planning figure, not a measurement). 47.2M parameters (47,168,952: the U-Net
+core 47,168,160 + the 1x1 head 792).
+
+Model: the sPU-Net's U-Net core (same widths) and a 1x1 logits conv;
+dropout p = 0.5 on the activations entering the three inner-most encoder and
+decoder blocks, during training and when sampling (each sample is one
+dropout mask; `hpunet/baselines.py`).
+Loss: cross-entropy (`type="ce"`), no top-k; weight decay as the sPU-Net's.
+
+Everything else is `cityscapes_flips_spunet.py`'s (input, schedule, durations,
+evals, mesh, weight decay; 6 scales, 32 ... 1024).
+"""
+
+from hpunet import config_lib
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config(arg=None):
+  """Dropout U-Net; arg: None (paper) or "smoke"."""
+  arg = config_lib.parse_arg(arg, ('smoke',))
+  # Input, optimizer, schedule, durations, evals and mesh: the sPU-Net's
+  # (its smoke sizes for "smoke").
+  config = config_lib.load_config("cityscapes_flips_spunet", arg)
+  core = config.model  # the sPU-Net's U-Net core: same widths
+
+  # --- Model: keys = baselines.DropoutUNet constructor arguments.
+  config.model = ml_collections.ConfigDict(dict(
+      name="dropout_unet",
+      channels_per_block=core.channels_per_block,
+      convs_per_block=core.convs_per_block,
+      num_classes=core.num_classes,
+      dropout_rate=0.5,
+      num_dropout_blocks=3,
+      resize_method=core.resize_method,
+  ))
+
+  # --- Loss: cross-entropy.
+  config.loss = ml_collections.ConfigDict(dict(
+      type="ce", top_k_percentage=config_dict.placeholder(float),
+      deterministic_top_k=False,
+      weight_decay=config.loss.weight_decay))
+  return config
