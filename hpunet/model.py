@@ -169,7 +169,7 @@ class _HierarchicalCore(hk.Module):
              mean: MeanFlags = False,
              z_q: Optional[Sequence[Optional[Array]]] = None,
              noise: Optional[Sequence[Optional[Array]]] = None,
-             own_sample: Optional[Sequence[Optional[Array]]] = None
+             own_mean: Optional[Sequence[Optional[Array]]] = None
              ) -> CoreOutput:
     """Runs the latent levels coarse -> fine.
 
@@ -179,9 +179,9 @@ class _HierarchicalCore(hk.Module):
       z_q: per-level latents to use instead of sampling; overrides `mean`.
       noise: per-level standard-normal draws `eps` to use for sampled levels
         (`z = mu + sigma * eps`); drawn from Haiku's RNG if not given.
-      own_sample: per-level bool [B] or None (latent level dropout, training
-        only): where True, that example's level uses a sample of this core's
-        own distribution (no gradient through the sample) instead of z_q.
+      own_mean: per-level bool [B] or None (latent level dropout, training
+        only): where True, that example's level uses this core's own
+        conditional mean (no gradient through it) instead of z_q.
 
     Returns:
       A `CoreOutput`.
@@ -205,12 +205,9 @@ class _HierarchicalCore(hk.Module):
                         log_scale=mu_log_sigma[..., self._latent_dims[i]:])
         if z_q is not None:
           z = z_q[i]
-          if own_sample is not None and own_sample[i] is not None:
-            eps = jax.random.normal(hk.next_rng_key(), dist.loc.shape,
-                                    dist.loc.dtype)
-            own = jax.lax.stop_gradient(
-                dist.loc + jnp.exp(dist.log_scale) * eps)
-            z = jnp.where(own_sample[i][:, None, None, None], own, z)
+          if own_mean is not None and own_mean[i] is not None:
+            z = jnp.where(own_mean[i][:, None, None, None],
+                          jax.lax.stop_gradient(dist.loc), z)
         elif mean[i]:
           z = dist.loc
         else:
@@ -431,7 +428,7 @@ class HierarchicalProbUNet(hk.Module):
 
   def reconstruct(self, *, seg: Array, img: Array,
                   mean: MeanFlags = False,
-                  own_prior_sample=None) -> ReconstructionOutput:
+                  own_prior_mean=None) -> ReconstructionOutput:
     """Decodes the posterior's latents through the prior path.
 
     Args:
@@ -440,9 +437,9 @@ class HierarchicalProbUNet(hk.Module):
       mean: False (training): posterior samples at all levels, each level
         conditioned on the posterior's own samples. True: posterior means
         (the S(X, mu_post(X, Y)) behind IoU_rec). Per-level flags allowed.
-      own_prior_sample: per-level bool [B] or None: where True, the decoder
-        uses a sample of its conditional prior at that level instead of the
-        posterior's (latent level dropout, see `train_outputs`).
+      own_prior_mean: per-level bool [B] or None: where True, the decoder
+        uses its conditional prior's mean at that level instead of the
+        posterior's sample (latent level dropout, see `train_outputs`).
 
     Returns:
       `ReconstructionOutput`.
@@ -451,7 +448,7 @@ class HierarchicalProbUNet(hk.Module):
     posterior = self._posterior(self._posterior_input(seg, img), mean=mean)
     prior = self._prior.decode(self._prior.encode(img),
                                z_q=posterior.used_latents,
-                               own_sample=own_prior_sample)
+                               own_mean=own_prior_mean)
     logits = self._f_comb(prior.encoder_features, prior.decoder_features)
     return ReconstructionOutput(logits, posterior.used_latents,
                                 posterior.distributions, prior.distributions)
@@ -469,9 +466,13 @@ class HierarchicalProbUNet(hk.Module):
 
     Latent level dropout (`level_dropout_rate` > 0; not in the papers, off
     by default): per example, with that probability, every level from
-    `level_dropout_from` on decodes a sample of its conditional prior
-    (given the posterior's coarser samples) instead of the posterior's, and
-    those levels' KL counts 0 for that example (their posterior is unused).
+    `level_dropout_from` on decodes the mean of its conditional prior
+    (given the posterior's coarser samples) instead of the posterior's
+    sample, and those levels' KL counts 0 for that example (their posterior
+    is unused). The mean, not a sample: decoding a chain of prior samples
+    from a prior whose fine levels are still wide made training diverge
+    (NaN within 215-1300 steps on the synthetic benchmark), and the mean is
+    what "sampling only the coarse levels" decodes at evaluation.
     The reconstruction of such an example depends on the image and the
     coarse levels alone, so what is shared by the whole image (a global
     factor) has to be carried by the coarse levels, and the decoder learns
@@ -484,7 +485,7 @@ class HierarchicalProbUNet(hk.Module):
                                   (img.shape[0],))  # [B]
       own = tuple(drop if i >= self._level_dropout_from else None
                   for i in range(len(self._latent_dims)))
-    rec = self.reconstruct(seg=seg, img=img, mean=False, own_prior_sample=own)
+    rec = self.reconstruct(seg=seg, img=img, mean=False, own_prior_mean=own)
     kl = []
     for i, (q, p) in enumerate(zip(rec.posterior, rec.prior)):
       if q is None:

@@ -213,8 +213,8 @@ def test_reconstruction_decodes_posterior_latents_through_the_prior():
   np.testing.assert_allclose(np.stack(kl), np.stack(expected), rtol=1e-5)
 
 
-def test_level_dropout_decodes_prior_samples_and_drops_their_kl():
-  """Latent level dropout: a dropped example's fine levels decode a sample of
+def test_level_dropout_decodes_prior_means_and_drops_their_kl():
+  """Latent level dropout: a dropped example's fine levels decode the mean of
   the conditional prior (no gradient into the posterior) and cost no KL."""
   seg, img = _inputs()
   _, params = _networks_and_params()  # the option adds no parameters
