@@ -10,8 +10,7 @@ Command (after building hpunet_cityscapes/flips, see datasets/hpunet_cityscapes)
 
 The public reference code's model (SimonKohl/probabilistic_unet; see below):
 
-  python -m hpunet.train \
-      --config=configs/cityscapes_flips_spunet.py:reference_code \
+  python -m hpunet.train --config=configs/cityscapes_flips_spunet.py:reference_code \
       --workdir=/tmp/hpunet/cityscapes_flips_spunet_reference
 
 Smoke variant (tiny model, 32x64, 6 steps):
@@ -123,6 +122,7 @@ def get_config(arg=None):
       type="elbo", kappa=config_dict.placeholder(float), beta=1.0,
       top_k_percentage=config_dict.placeholder(float),
       deterministic_top_k=False, weight_decay=1e-5,
+      weight_decay_mode="all",  # sum(w^2 + b^2); objectives.py
       kl_warmup_steps=0, free_bits=0.0, kl_balancing=False))
 
   # --- Optimizer and learning-rate schedule.

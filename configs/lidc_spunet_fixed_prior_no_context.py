@@ -9,14 +9,12 @@ the samples through the U-Net only.
 
 Command:
 
-  python -m hpunet.train \
-      --config=configs/lidc_spunet_fixed_prior_no_context.py \
+  python -m hpunet.train --config=configs/lidc_spunet_fixed_prior_no_context.py \
       --workdir=/tmp/hpunet/lidc_spunet_fixed_prior_no_context
 
 Smoke variant:
 
-  python -m hpunet.train \
-      --config=configs/lidc_spunet_fixed_prior_no_context.py:smoke \
+  python -m hpunet.train --config=configs/lidc_spunet_fixed_prior_no_context.py:smoke \
       --workdir=/tmp/s
 
 Expected cost: that of `lidc_spunet_fixed_prior.py`: 1.2 TFLOP per train

@@ -16,8 +16,7 @@ Command:
 
 Smoke variant:
 
-  python -m hpunet.train \
-      --config=configs/lidc_spunet_latents_at_input.py:smoke --workdir=/tmp/s
+  python -m hpunet.train --config=configs/lidc_spunet_latents_at_input.py:smoke --workdir=/tmp/s
 
 Expected cost: training as `lidc_spunet.py` (1.55 TFLOP per step at batch
 32, 27.5M parameters). Sampling costs a full U-Net pass per sample, since

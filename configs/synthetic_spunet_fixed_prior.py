@@ -15,8 +15,7 @@ Command:
 
 Smoke variant:
 
-  python -m hpunet.train \
-      --config=configs/synthetic_spunet_fixed_prior.py:smoke --workdir=/tmp/s
+  python -m hpunet.train --config=configs/synthetic_spunet_fixed_prior.py:smoke --workdir=/tmp/s
 
 Expected cost: 6.9 GFLOP per train step at batch 16 (`synthetic_spunet.py`:
 8.7), 261k parameters (347k less the prior net's 86k); XLA cost analysis,

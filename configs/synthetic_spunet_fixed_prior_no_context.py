@@ -9,14 +9,12 @@ q(z | segmentation) reads the one-hot segmentation alone.
 
 Command:
 
-  python -m hpunet.train \
-      --config=configs/synthetic_spunet_fixed_prior_no_context.py \
+  python -m hpunet.train --config=configs/synthetic_spunet_fixed_prior_no_context.py \
       --workdir=/tmp/hpunet/synthetic_spunet_fixed_prior_no_context
 
 Smoke variant:
 
-  python -m hpunet.train \
-      --config=configs/synthetic_spunet_fixed_prior_no_context.py:smoke \
+  python -m hpunet.train --config=configs/synthetic_spunet_fixed_prior_no_context.py:smoke \
       --workdir=/tmp/s
 
 Expected cost: that of `synthetic_spunet_fixed_prior.py`: 6.9 GFLOP per

@@ -10,14 +10,12 @@ map alone to the logits. Prior and posterior are the learned ones.
 
 Command:
 
-  python -m hpunet.train \
-      --config=configs/synthetic_spunet_latents_at_input.py \
+  python -m hpunet.train --config=configs/synthetic_spunet_latents_at_input.py \
       --workdir=/tmp/hpunet/synthetic_spunet_latents_at_input
 
 Smoke variant:
 
-  python -m hpunet.train \
-      --config=configs/synthetic_spunet_latents_at_input.py:smoke \
+  python -m hpunet.train --config=configs/synthetic_spunet_latents_at_input.py:smoke \
       --workdir=/tmp/s
 
 Expected cost: training as `synthetic_spunet.py` (8.8 GFLOP per step at
