@@ -123,10 +123,12 @@ def make_reconstruct_fn(networks, out_shardings: Any = None):
   """Jitted: argmax [B, H, W] of the posterior-mean reconstruction of `seg`."""
 
   @functools.partial(jax.jit, out_shardings=out_shardings)
-  def fn(params, rng, image, seg):
+  def fn(params, rng, image, seg, mask=None):
+    # `mask` (1 = labelled) matters to models whose posterior takes
+    # unlabelled pixels as no class (`Networks.one_hot_seg`).
     logits = networks.reconstruct(
         params["model"], rng,
-        seg=jax.nn.one_hot(seg, networks.num_classes, dtype=image.dtype),
+        seg=networks.one_hot_seg(seg, mask, image.dtype),
         img=image, mean=True)
     return jnp.argmax(logits, -1).astype(jnp.int32)
 
@@ -240,7 +242,7 @@ def predict(predictor: Predictor, params, rng: Array,
       of grading g `fold_in(rng, 1 + g)` (`fold_in(rng, 1)` of `seg` without
       graders), per-scale mode j `fold_in(rng, 100 + j)`.
     inputs: device arrays `image` [B, H, W, C] and `masks` [B, H, W, G]
-      (graders) or `seg` [B, H, W].
+      (graders) or `seg` [B, H, W] (with its `mask` [B, H, W], optional).
     rows: the rows of the outputs to keep (this process's rows of a global
       batch).
   """
@@ -262,7 +264,8 @@ def predict(predictor: Predictor, params, rng: Array,
         for g in range(masks.shape[-1])], 1)  # [B, G, H, W]
   else:
     recs = _host(predictor.reconstruct(params, jax.random.fold_in(rng, 1),
-                                       image, inputs["seg"]))[rows]
+                                       image, inputs["seg"],
+                                       inputs.get("mask")))[rows]
   scale_labels = {} if predictor.per_scale else None
   for j, (name, fn) in enumerate(predictor.scales.items()):
     scale, _, _ = fn(params, jax.random.fold_in(rng, 100 + j), image)
@@ -551,7 +554,7 @@ def finish(out: Mapping[str, list], *, feed_index: Optional[int] = None
 
 def host_inputs(batch: Mapping[str, np.ndarray]) -> dict[str, Array]:
   """The device inputs of `predict` from a host batch, on the default device."""
-  keys = ("image", "masks", "seg")
+  keys = ("image", "masks", "seg", "mask")
   return {k: jnp.asarray(batch[k], jnp.float32 if k == "image" else None)
           for k in keys if k in batch}
 

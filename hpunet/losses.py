@@ -207,7 +207,31 @@ def mheads_weights(per_head_loss: Array, epsilon: float) -> Array:
       epsilon / (num_heads - 1))
 
 
-def l2_weight_decay(params) -> Array:
-  """sum(x^2) over every leaf (weights and biases; no 1/2), as the papers."""
-  return sum(jnp.sum(jnp.square(p.astype(jnp.float32)))
-             for p in jax.tree.leaves(params))
+WEIGHT_DECAY_MODES = ("all", "spunet_reference")
+
+
+def l2_weight_decay(params, mode: str = "all") -> Array:
+  """The L2 term that `weight_decay` multiplies.
+
+  Args:
+    params: a Haiku parameter dict {module name: {"w": ..., "b": ...}}.
+    mode: "all" (default): sum(x^2) over every leaf, weights and biases,
+      no 1/2, as the papers' TF code for the HPU-Net declares.
+      "spunet_reference": 1/2 sum(w^2) over the conv kernels ("w") only,
+      leaving out the final logits conv (a module named "logits"), as the
+      sPU-Net reference code (SimonKohl/probabilistic_unet) regularises:
+      `l2_regularizer` on the weights, none on the f_comb logits conv.
+  """
+  if mode == "all":
+    return sum(jnp.sum(jnp.square(p.astype(jnp.float32)))
+               for p in jax.tree.leaves(params))
+  if mode != "spunet_reference":
+    raise ValueError(f"weight decay mode must be one of {WEIGHT_DECAY_MODES}"
+                     f", got {mode!r}.")
+  total = jnp.zeros((), jnp.float32)
+  for module, leaves in params.items():
+    if module.rsplit("/", 1)[-1] == "logits":
+      continue
+    if "w" in leaves:
+      total += 0.5 * jnp.sum(jnp.square(leaves["w"].astype(jnp.float32)))
+  return total

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import haiku as hk
 import jax
+import jax.numpy as jnp
 
 from hpunet import baselines
 from hpunet import model as hpu_model
@@ -68,6 +69,23 @@ class Networks(NamedTuple):
   # ensembles, M-heads): `reconstruct` / `reconstruct_full` are then None and
   # reconstruction metrics (IoU_rec) do not exist for them.
   has_posterior: bool = True
+  # True when the model's `seg` input must have all-zero one-hot rows on
+  # unlabelled pixels (mask 0: ignore labels, augmentation padding) instead
+  # of class 0 (the sPU-Net's `unlabelled_pixels="no_class"`).
+  unlabelled_as_no_class: bool = False
+
+  def one_hot_seg(self, seg: Array, mask: Optional[Array] = None,
+                  dtype=jnp.float32) -> Array:
+    """The model's `seg` input: int labels [B, H, W] -> one-hot [B, H, W, K].
+
+    With `unlabelled_as_no_class` and a `mask` [B, H, W] (1 = labelled), the
+    rows of unlabelled pixels are all zero; otherwise a plain one-hot (the
+    pipelines label unlabelled pixels 0).
+    """
+    one_hot = jax.nn.one_hot(seg, self.num_classes, dtype=dtype)
+    if self.unlabelled_as_no_class and mask is not None:
+      one_hot = one_hot * (mask > 0)[..., None].astype(dtype)
+    return one_hot
 
 
 def model_kwargs(model_config: Mapping[str, Any]) -> tuple[str, dict]:
@@ -122,6 +140,8 @@ def make_networks(model_config: Mapping[str, Any], *,
       lambda img, *, num_samples, mean=False: build().sample_n(
           img, num_samples=num_samples, mean=mean))
   latent_dims = hk.transform(lambda: build().latent_dims).apply({}, None)
+  unlabelled_as_no_class = hk.transform(
+      lambda: getattr(build(), "unlabelled_as_no_class", False)).apply({}, None)
 
   return Networks(
       init=train_outputs.init,
@@ -138,7 +158,8 @@ def make_networks(model_config: Mapping[str, Any], *,
           "num_classes",
           inspect.signature(cls).parameters["num_classes"].default)),
       model_name=name,
-      has_posterior=has_posterior)
+      has_posterior=has_posterior,
+      unlabelled_as_no_class=bool(unlabelled_as_no_class))
 
 
 def component_param_counts(params: Params) -> dict[str, int]:

@@ -19,6 +19,9 @@ Both add the papers' weight decay as a separate, coupled L2 term
 `weight_decay * sum(theta^2)` (weights and biases, no 1/2) over the network
 parameters, not over the multiplier. Under Adam this is not the same as
 decoupled AdamW decay; it is what the papers' TF code declares.
+`weight_decay_mode="spunet_reference"` instead takes the sPU-Net reference
+code's `weight_decay * 1/2 sum(w^2)` over the conv kernels only (no biases,
+no final logits conv); see `losses.l2_weight_decay`.
 
 `params` is a dict: {"model": Haiku params, "lagrange_multiplier": v} (the
 latter only for GECO), so the multiplier is trained by the same optimizer.
@@ -26,7 +29,7 @@ latter only for GECO), so the multiplier is trained by the same optimizer.
 `loss_config` keys: type ("geco" | "elbo" | "ce" | "mheads"), kappa, decay
 (0.99), rate (1e-2), beta, epsilon ("mheads"), top_k_percentage (None
 disables top-k; not with "mheads"), deterministic_top_k (False),
-weight_decay (1e-5).
+weight_decay (1e-5), weight_decay_mode ("all" | "spunet_reference").
 
 Options beyond the papers (all off by default, so every paper config keeps
 the faithful objective). They only change how the per-level KLs enter the
@@ -64,7 +67,7 @@ Batch = Mapping[str, Array]
 _DEFAULTS = dict(decay=0.99, rate=1e-2, beta=None, top_k_percentage=None,
                  deterministic_top_k=False, weight_decay=1e-5, kappa=None,
                  kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
-                 epsilon=None)
+                 epsilon=None, weight_decay_mode="all")
 
 LOSS_TYPES = ("geco", "elbo", "ce", "mheads")
 # The losses of models without a posterior (no KL term).
@@ -104,6 +107,10 @@ def _loss_settings(loss_config: Mapping[str, Any]) -> dict:
   if float(cfg["free_bits"]) < 0:
     raise ValueError("config.loss.free_bits must be >= 0 nats (0 = off), "
                      f"got {cfg['free_bits']!r}.")
+  if cfg["weight_decay_mode"] not in losses.WEIGHT_DECAY_MODES:
+    raise ValueError("config.loss.weight_decay_mode must be one of "
+                     f"{losses.WEIGHT_DECAY_MODES}, got "
+                     f"{cfg['weight_decay_mode']!r}.")
   if cfg["kl_balancing"] and not int(cfg["kl_warmup_steps"]):
     raise ValueError("config.loss.kl_balancing needs kl_warmup_steps > 0: "
                      "as in NVAE it acts only during the KL warm-up.")
@@ -198,15 +205,29 @@ def init_params_on_host(networks, batch: Batch,
 
 
 def _model_inputs(batch: Batch, networks, num_classes=None):
+  """(seg one-hot [B, H, W, K], img): the model's inputs of a batch.
+
+  Models that ask for it (`networks.unlabelled_as_no_class`, the sPU-Net's
+  `unlabelled_pixels="no_class"`) get all-zero rows where `mask` is 0, so an
+  ignore pixel does not look like class 0 to their posterior.
+  """
   img = jnp.asarray(batch["image"])
   if num_classes is None:
     num_classes = getattr(networks, "num_classes", None)
   seg = batch["seg"]
+  mask = batch.get("mask")
+  no_class = getattr(networks, "unlabelled_as_no_class", False)
   if seg.ndim == 4:  # already one-hot
-    return seg.astype(img.dtype), img
+    seg = seg.astype(img.dtype)
+    if no_class and mask is not None:
+      seg = seg * (mask > 0)[..., None].astype(img.dtype)
+    return seg, img
   if num_classes is None:
     raise ValueError("Integer `seg` labels need num_classes to one-hot them.")
-  return jax.nn.one_hot(seg, num_classes, dtype=img.dtype), img
+  seg = jax.nn.one_hot(seg, num_classes, dtype=img.dtype)
+  if no_class and mask is not None:
+    seg = seg * (mask > 0)[..., None].astype(img.dtype)
+  return seg, img
 
 
 def objective(params: dict, geco_state: geco.GecoState, rng: Array,
@@ -278,7 +299,8 @@ def objective(params: dict, geco_state: geco.GecoState, rng: Array,
     loss = rec.sum + cfg["beta"] * kl_loss
     new_geco_state = geco_state
     metrics["elbo_loss"] = loss
-  weight_decay = losses.l2_weight_decay(params["model"])
+  weight_decay = losses.l2_weight_decay(params["model"],
+                                        cfg["weight_decay_mode"])
   loss = loss + cfg["weight_decay"] * weight_decay
   metrics["weight_decay"] = weight_decay
   metrics["loss"] = loss

@@ -378,10 +378,6 @@ def prefetch_to_device(iterator: Iterator[Any], size: int,
 # ----------------------------------------------------------------------------
 
 
-def _one_hot(seg, num_classes, dtype=jnp.float32):
-  return jax.nn.one_hot(seg, num_classes, dtype=dtype)
-
-
 def make_image_summary_fn(networks: networks_lib.Networks, mesh: Mesh, *,
                           num_images: int, num_samples: int
                           ) -> Callable[..., Any]:
@@ -392,14 +388,15 @@ def make_image_summary_fn(networks: networks_lib.Networks, mesh: Mesh, *,
   is None for models without a posterior.
   """
 
-  def fn(params, rng, image, seg):
+  def fn(params, rng, image, seg, mask=None):
     image, seg = image[:num_images], seg[:num_images]
+    mask = None if mask is None else mask[:num_images]
     rec_rng, sample_rng = jax.random.split(rng)
     rec = None
     if networks.has_posterior:
       rec = jnp.argmax(networks.reconstruct(
           params["model"], rec_rng,
-          seg=_one_hot(seg, networks.num_classes, image.dtype), img=image,
+          seg=networks.one_hot_seg(seg, mask, image.dtype), img=image,
           mean=True), -1)
     samples = networks.sample_n(params["model"], sample_rng, image,
                                 num_samples=num_samples)
@@ -415,7 +412,7 @@ def image_summary(fn, params, rng, batch: Batch, *,
   posterior mean; models with a posterior only) | prior samples, under a
   band of column titles."""
   image, seg, rec, samples = jax.device_get(
-      fn(params, rng, batch["image"], batch["seg"]))
+      fn(params, rng, batch["image"], batch["seg"], batch.get("mask")))
   columns = [images.image_to_rgb(image),
              images.label_to_rgb(seg, num_classes)]
   if rec is not None:
@@ -441,7 +438,8 @@ def validate(params: PyTree, predictor: evaluation.Predictor, *,
                (feed.feed_index + 1) * feed.local_batch_size)
 
   def to_device(local):
-    inputs = {k: local[k] for k in ("image", "masks", "seg") if k in local}
+    inputs = {k: local[k] for k in ("image", "masks", "seg", "mask")
+              if k in local}
     return sharding.make_global_batch(
         inputs, mesh, feed, min_rows_per_shard=min_rows_per_shard), rows
 

@@ -41,9 +41,18 @@ def _dropout(x: Array, rate: float) -> Array:
   return hk.dropout(hk.next_rng_key(), rate, x)
 
 
+# Up-samplers: half-pixel bilinear (default), the sPU-Net reference code's
+# bilinear with align_corners=True, and pixel repetition.
+_RESIZE_UP = {
+    "bilinear": unet_utils.resize_up_bilinear,
+    "bilinear_align_corners": unet_utils.resize_up_bilinear_align_corners,
+    "nearest": unet_utils.resize_up,
+}
+
+
 def check_resize_method(resize_method: str) -> None:
-  if resize_method not in ("bilinear", "nearest"):
-    raise ValueError("resize_method must be 'bilinear' or 'nearest', got "
+  if resize_method not in _RESIZE_UP:
+    raise ValueError(f"resize_method must be one of {tuple(_RESIZE_UP)}, got "
                      f"{resize_method!r}.")
 
 
@@ -126,8 +135,7 @@ class UNet:
       raise ValueError(
           f"num_dropout_blocks must be in [0, {len(self.channels)}] (the "
           f"number of scales), got {num_dropout_blocks}.")
-    self._resize_up = (unet_utils.resize_up_bilinear if resize_method ==
-                       "bilinear" else unet_utils.resize_up)
+    self._resize_up = _RESIZE_UP[resize_method]
     self._constrain = constrain or _identity
     self._dropout_rate = float(dropout_rate)
     self.encoder = Encoder(self.channels, convs_per_block, constrain,

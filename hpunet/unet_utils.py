@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -147,3 +148,30 @@ class ResBlock(hk.Module):
     if x.shape[-1] != self._channels:
       skip = self._skip_projection(x)
     return skip + residual
+
+
+def _align_corners_up_axis(x: Array, axis: int) -> Array:
+  # Output i of 2n samples the input at i * (n - 1) / (2n - 1): the first and
+  # last pixel centres of input and output coincide.
+  n = x.shape[axis]
+  src = np.arange(2 * n) * ((n - 1) / max(2 * n - 1, 1))
+  lo = np.floor(src).astype(np.int32)
+  hi = np.minimum(lo + 1, n - 1)
+  frac = (src - lo).astype(np.float32)
+  shape = [1] * x.ndim
+  shape[axis] = 2 * n
+  frac = jnp.asarray(frac.reshape(shape), x.dtype)
+  return ((1 - frac) * jnp.take(x, lo, axis=axis) +
+          frac * jnp.take(x, hi, axis=axis))
+
+
+def resize_up_bilinear_align_corners(x: Array) -> Array:
+  """Bilinear x2 up-sampling with `align_corners=True`: H, W -> 2H, 2W.
+
+  TF1's `resize_images(..., BILINEAR, align_corners=True)`, which the sPU-Net
+  reference code (SimonKohl/probabilistic_unet) up-samples with: corner
+  pixels map onto corner pixels, so output i of 2n samples input
+  i (n - 1) / (2n - 1). Written with static gathers; under spatial sharding
+  XLA may all-gather the activations (`resize_up_bilinear` does not).
+  """
+  return _align_corners_up_axis(_align_corners_up_axis(x, 1), 2)

@@ -33,10 +33,13 @@ from typing import Any
 import numpy as np
 
 from hpunet import tasks
+from hpunet import tasks as tasks_lib
 from hpunet.errors import UserError
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 LOSS_TYPES = ("geco", "elbo", "ce", "mheads")
+# losses.WEIGHT_DECAY_MODES (this module imports no JAX at the top).
+WEIGHT_DECAY_MODES = ("all", "spunet_reference")
 # Fields a resumed run must keep: they fix the state's shapes, the RNG and
 # data stream, or the task the checkpoint was trained on.
 RESUME_FIELDS = ("model", "seed", "input.name", "input.dataset",
@@ -248,7 +251,23 @@ def check_model(config) -> None:
     networks_lib.make_networks(config.model)
   except ValueError as e:
     raise UserError(str(e)) from None
+  _check_unlabelled_pixels(config)
   _check_loss(config)
+
+
+def _check_unlabelled_pixels(config) -> None:
+  """On tasks with ignore labels the sPU-Net posterior must not see class 0
+  (Cityscapes: road) where the label is unknown."""
+  task = tasks_lib.TASKS.get(config.input.get("name"))
+  if (config.model.get("name") != "spunet" or task is None or
+      task.ignore_id is None):
+    return
+  value = config.model.get("unlabelled_pixels", "class_0")
+  if value != "no_class":
+    raise UserError(
+        f"config.model.unlabelled_pixels={value!r}: expected 'no_class' for "
+        f"task {task.name!r}, whose ignore pixels would otherwise look like "
+        "class 0 to the posterior.")
 
 
 def _check_loss(config) -> None:
@@ -298,6 +317,10 @@ def _check_loss(config) -> None:
                  low=0, high=1, low_open=True)
   if loss.get("weight_decay") is not None:
     check_number(loss.weight_decay, "config.loss.weight_decay", low=0)
+  mode = loss.get("weight_decay_mode", "all")
+  if mode not in WEIGHT_DECAY_MODES:
+    raise UserError(f"config.loss.weight_decay_mode={mode!r}: expected one "
+                    f"of {WEIGHT_DECAY_MODES}.")
   # The KL options beyond the papers (objectives.py), off when absent.
   warmup = loss.get("kl_warmup_steps") or 0
   if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) \

@@ -32,6 +32,15 @@ _BASE = {  # derived config -> the config it imports and overrides
     "synthetic_global_latents": "synthetic",
     "synthetic_local_latents": "synthetic",
     "synthetic_no_topk": "synthetic",
+    "lidc_spunet_fixed_prior": "lidc_spunet",
+    "lidc_spunet_fixed_prior_no_context": "lidc_spunet",
+    "lidc_spunet_latents_at_input": "lidc_spunet",
+    "synthetic_spunet_fixed_prior": "synthetic_spunet",
+    "synthetic_spunet_fixed_prior_no_context": "synthetic_spunet",
+    "synthetic_spunet_latents_at_input": "synthetic_spunet",
+    "lidc_i2i_vae": "lidc_spunet",
+    "synthetic_i2i_vae": "synthetic_spunet",
+    "cityscapes_flips_i2i_vae": "cityscapes_flips_spunet",
 }
 # The sPU-Net paper's baselines (Sec. 3.2), each derived from its dataset's
 # sPU-Net config: same data, schedule and U-Net core.
@@ -54,7 +63,12 @@ def test_all_issue_configs_exist():
       "snemi3d_spunet", "cityscapes_flips_spunet", "synthetic_spunet",
       "lidc_global_latents", "lidc_local_latents", "lidc_no_topk",
       "synthetic_global_latents", "synthetic_local_latents",
-      "synthetic_no_topk", "folder", "folder_spunet"} | {
+      "synthetic_no_topk", "folder", "folder_spunet",
+      "lidc_spunet_fixed_prior", "lidc_spunet_fixed_prior_no_context",
+      "lidc_spunet_latents_at_input", "synthetic_spunet_fixed_prior",
+      "synthetic_spunet_fixed_prior_no_context",
+      "synthetic_spunet_latents_at_input", "lidc_i2i_vae",
+      "synthetic_i2i_vae", "cityscapes_flips_i2i_vae"} | {
           f"{d}_{b}" for d in ("lidc", "cityscapes_flips", "synthetic")
           for b in _BASELINES}
 
@@ -130,6 +144,8 @@ _PAPER = {
     "lidc_spunet": (1e-4, 1e-6, 5, 240_000, 32, 1.0, 2),
     "snemi3d_spunet": (1e-4, 1e-7, 5, 450_000, 24, 1.0, 16),
     "cityscapes_flips_spunet": (1e-4, 1e-5, 3, 240_000, 16, 1.0, 24),
+    "lidc_i2i_vae": (1e-4, 1e-6, 5, 240_000, 32, 10.0, 2),
+    "cityscapes_flips_i2i_vae": (1e-4, 1e-5, 3, 240_000, 16, 1.0, 24),
 }
 
 
@@ -172,6 +188,36 @@ def test_model_settings_of_the_papers():
   assert tuple(flips.input.crop_size) == (256, 512)
 
 
+def test_cityscapes_flips_reference_code_variant():
+  """The paper's width (default) and the reference code's, as documented in
+  the config: parameters from jax.eval_shape."""
+  paper = config_lib.load_config("cityscapes_flips_spunet")
+  ref = config_lib.load_config("cityscapes_flips_spunet", "reference_code")
+  assert tuple(ref.model.channels_per_block) == (32, 64, 128) + (192,) * 4
+  assert (ref.model.num_fcomb_convs, ref.model.resize_method,
+          ref.model.posterior_seg_encoding, ref.model.w_init,
+          ref.loss.weight_decay_mode) == (
+              4, "bilinear_align_corners", "centred", "he_normal",
+              "spunet_reference")
+  assert paper.model.unlabelled_pixels == ref.model.unlabelled_pixels == (
+      "no_class")
+  assert ref.input == paper.input and ref.lr_schedule == paper.lr_schedule
+  img = jax.ShapeDtypeStruct((1, 256, 512, 3), jnp.float32)
+  seg = jax.ShapeDtypeStruct((1, 256, 512, 24), jnp.float32)
+  counts = {}
+  for name, config in (("paper", paper), ("ref", ref)):
+    networks = networks_lib.make_networks(config.model)
+    counts[name] = networks_lib.component_param_counts(jax.eval_shape(
+        networks.init, jax.random.key(0), seg=seg, img=img))
+  assert counts["paper"]["total"] == 110_106_576  # "110M" in the docstring
+  assert counts["ref"]["total"] == 17_954_736  # "18.0M"
+  # f_comb: [32 features, 6 latents] -> 32 -> 32 -> 32 -> 24 classes.
+  assert counts["ref"]["f_comb"] == (38 * 32 + 32) + 2 * (32 * 32 + 32) + (
+      32 * 24 + 24)
+  assert counts["paper"]["f_comb"] == (38 * 32 + 32) + (32 * 32 + 32) + (
+      32 * 24 + 24)
+
+
 def test_input_sections_are_valid_pipeline_configs():
   from hpunet import augment  # pylint: disable=g-import-not-at-top
   from hpunet import input_pipeline  # pylint: disable=g-import-not-at-top
@@ -207,6 +253,15 @@ def _latent_grids(name, config):
       "folder_spunet": [(1, 1, 6)],
       **{f"{d}_{b}": [] for d in ("lidc", "cityscapes_flips", "synthetic")
          for b in _BASELINES},  # no latents
+      "lidc_spunet_fixed_prior": [(1, 1, 6)],
+      "lidc_spunet_fixed_prior_no_context": [(1, 1, 6)],
+      "lidc_spunet_latents_at_input": [(1, 1, 6)],
+      "synthetic_spunet_fixed_prior": [(1, 1, 6)],
+      "synthetic_spunet_fixed_prior_no_context": [(1, 1, 6)],
+      "synthetic_spunet_latents_at_input": [(1, 1, 6)],
+      "lidc_i2i_vae": [(1, 1, 3)],
+      "synthetic_i2i_vae": [(1, 1, 3)],
+      "cityscapes_flips_i2i_vae": [(1, 1, 3)],
   }[name], (h, w)
 
 

@@ -330,3 +330,35 @@ def test_every_config_keeps_the_papers_objective():
       continue
     assert (loss.kl_warmup_steps, loss.free_bits, loss.kl_balancing) == (
         0, 0.0, False), path
+
+
+def test_weight_decay_modes():
+  """"all": sum(w^2 + b^2) (the papers' HPU-Net code); "spunet_reference":
+  1/2 sum(w^2) over the kernels, the logits conv left out (the sPU-Net
+  reference code)."""
+  params = {"m/~/conv": {"w": jnp.full((2, 3), 2.0), "b": jnp.ones((3,))},
+            "m/~/logits": {"w": jnp.full((3, 1), 3.0), "b": jnp.ones((1,))}}
+  assert float(losses.l2_weight_decay(params)) == 6 * 4 + 3 + 3 * 9 + 1
+  assert float(losses.l2_weight_decay(params, "spunet_reference")) == (
+      0.5 * 6 * 4)
+  networks = networks_lib.make_networks(_TINY_MODEL)
+  batch = _tiny_batch()
+  cfg = dict(type="elbo", beta=1.0, weight_decay=1e-5,
+             weight_decay_mode="spunet_reference")
+  params = objectives.init_params(networks, jax.random.key(0), batch, cfg)
+  _, (_, m) = objectives.objective(
+      params, geco.init_geco_state(), jax.random.key(1), batch,
+      networks=networks, loss_config=cfg)
+  np.testing.assert_allclose(
+      m["weight_decay"], losses.l2_weight_decay(params["model"],
+                                                "spunet_reference"))
+  with pytest.raises(ValueError, match="config.loss.weight_decay_mode"):
+    objectives._loss_settings(dict(cfg, weight_decay_mode="adamw"))
+  from hpunet import config_lib  # pylint: disable=g-import-not-at-top
+  from hpunet import errors  # pylint: disable=g-import-not-at-top
+  from hpunet import validation  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config("synthetic_spunet", "smoke")
+  config.loss.weight_decay_mode = "adamw"
+  with pytest.raises(errors.UserError,
+                     match="config.loss.weight_decay_mode='adamw'"):
+    validation.check_model(config)
