@@ -345,7 +345,8 @@ def _objective_without_posterior(params, geco_state, logits, seg, mask, cfg,
   # rec_loss_*: the members' mean (ce) or the best head's (mheads).
   metrics.update({"rec_loss_sum": rec_sum, "rec_loss_mean": rec_mean,
                   "num_valid_pixels": num_selected})
-  weight_decay = losses.l2_weight_decay(params["model"])
+  weight_decay = losses.l2_weight_decay(params["model"],
+                                        cfg["weight_decay_mode"])
   loss = loss + cfg["weight_decay"] * weight_decay
   metrics["weight_decay"] = weight_decay
   metrics["loss"] = loss

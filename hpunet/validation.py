@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from hpunet import tasks
-from hpunet import tasks as tasks_lib
 from hpunet.errors import UserError
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -258,7 +257,7 @@ def check_model(config) -> None:
 def _check_unlabelled_pixels(config) -> None:
   """On tasks with ignore labels the sPU-Net posterior must not see class 0
   (Cityscapes: road) where the label is unknown."""
-  task = tasks_lib.TASKS.get(config.input.get("name"))
+  task = tasks.TASKS.get(config.input.get("name"))
   if (config.model.get("name") != "spunet" or task is None or
       task.ignore_id is None):
     return

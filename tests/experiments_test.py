@@ -118,7 +118,10 @@ def test_readme_shows_the_committed_results():
     assert r["num_runs"] == len(exp.RUNS[name][1]) and r["split"] == "test"
     for fig in r["figures"]:
       assert os.path.isfile(os.path.join(exp.RESULTS, name, fig)), fig
-  body = exp.markdown_tables(results, runs, oracle, diagnoses)
+  for name in exp.ORACLES:
+    assert os.path.isfile(os.path.join(exp.RESULTS, name, "results.json")), (
+        f"the {name} rows are missing")
+  body = exp.readme_tables(results, runs, oracle, diagnoses)
   with open(os.path.join(_REPO, "README.md"), encoding="utf-8") as f:
     readme = f.read()
   assert exp.replace_between_markers(readme, body) == readme
