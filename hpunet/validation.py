@@ -567,6 +567,7 @@ def resume_mismatch(config, saved_config: Mapping[str, Any] | None,
   ours = json.loads(config.to_json_best_effort())
   # A model argument one side omits is the constructor's default (older
   # workdirs' configs lack the newer options).
+  from hpunet import networks as networks_lib  # pylint: disable=g-import-not-at-top
   defaults = _flatten(networks_lib.constructor_defaults(
       _get_json(ours, "model.name")), "model")
   diffs = []

@@ -492,7 +492,7 @@ def test_summary_image_grid_has_column_labels():
   seg = rng.integers(0, 2, (2, 32, 32))
   rec = rng.integers(0, 2, (2, 32, 32))
   samples = rng.integers(0, 2, (3, 2, 32, 32))
-  fn = lambda params, rng, image, seg: (image, seg, rec, samples)
+  fn = lambda params, rng, image, seg, mask=None: (image, seg, rec, samples)
   grid = train.image_summary(fn, None, None, {"image": image, "seg": seg},
                              num_classes=2)
   columns = [images.image_to_rgb(image), images.label_to_rgb(seg, 2),
