@@ -372,8 +372,10 @@ class HierarchicalProbUNet(hk.Module):
       raise ValueError(f"seg shape {seg.shape} does not match img shape "
                        f"{img.shape} in [B, H, W].")
 
-  def _decode(self, prior_encoding, *, mean=False, z_q=None, noise=None):
-    prior = self._prior.decode(prior_encoding, mean=mean, z_q=z_q, noise=noise)
+  def _decode(self, prior_encoding, *, mean=False, z_q=None, noise=None,
+              own_mean=None):
+    prior = self._prior.decode(prior_encoding, mean=mean, z_q=z_q, noise=noise,
+                               own_mean=own_mean)
     logits = self._f_comb(prior.encoder_features, prior.decoder_features)
     return logits, prior
 
@@ -446,10 +448,9 @@ class HierarchicalProbUNet(hk.Module):
     """
     self._check_inputs(img, seg)
     posterior = self._posterior(self._posterior_input(seg, img), mean=mean)
-    prior = self._prior.decode(self._prior.encode(img),
-                               z_q=posterior.used_latents,
-                               own_mean=own_prior_mean)
-    logits = self._f_comb(prior.encoder_features, prior.decoder_features)
+    logits, prior = self._decode(self._prior.encode(img),
+                                 z_q=posterior.used_latents,
+                                 own_mean=own_prior_mean)
     return ReconstructionOutput(logits, posterior.used_latents,
                                 posterior.distributions, prior.distributions)
 
