@@ -106,6 +106,8 @@ def get_config(arg=None):
       weight_decay=1e-5,
       # Options beyond the papers, off (hpunet/objectives.py).
       kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
+      # (start, end): level_dropout_rate decays to 0 between these steps.
+      level_dropout_decay_steps=(0, 0),
   ))
 
   # --- Optimizer and learning-rate schedule.

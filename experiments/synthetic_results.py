@@ -50,7 +50,8 @@ RESULTS = os.path.join(REPO, "experiments", "results")
 ORACLE = "oracle"  # experiments/results/oracle/
 # The 128x128 experiments get their own table and reference row (their
 # masks, and so GED^2, differ from the 64x64 ones).
-S128_RUNS = ("s128", "s128_level_dropout", "s128_level_dropout_z4")
+S128_RUNS = ("s128", "s128_level_dropout", "s128_level_dropout_z4",
+             "s128_level_dropout_z4_decay")
 ORACLES = {ORACLE: "hpunet", "oracle_s128": "s128"}  # dir -> its dataset's run
 ORACLE_SAMPLES = (16, 256)
 TV_SAMPLES = 256  # the "many samples per image" mode-frequency TV
@@ -116,6 +117,17 @@ RUNS = {
                               "grid",
                               ("--config.model.level_dropout_rate=0.5",
                                "--config.model.latent_dims=(4,1,1,1)")),
+    # Round 5: as s128_level_dropout_z4, the rate decayed to 0 over steps
+    # 500-1500, so the last 500 steps train every example through the full
+    # posterior (the fine priors then see what sampling decodes).
+    "s128_level_dropout_z4_decay": (
+        "synthetic:s128", (0, 1, 2),
+        "HPU-Net, 128x128, decayed level dropout, 4-d 1x1",
+        "as s128_level_dropout_z4, the rate 0.5 decayed to 0 over steps "
+        "500-1500",
+        ("--config.model.level_dropout_rate=0.5",
+         "--config.model.latent_dims=(4,1,1,1)",
+         "--config.loss.level_dropout_decay_steps=(500,1500)")),
     "level_dropout": ("synthetic", (0,), "HPU-Net, level dropout",
                       "levels 1-3 at the prior mean for half of the examples",
                       ("--config.model.level_dropout_rate=0.5",)),
@@ -135,6 +147,14 @@ RUNS = {
                            "as elbo, with level dropout 0.5",
                            ("--config.loss.type=elbo", "--config.loss.beta=1.0",
                             "--config.model.level_dropout_rate=0.5")),
+    # The sPU-Net paper's baselines (section 3, Fig. 4/5), same data and
+    # schedule as `spunet`; 16 members / heads = the 16 samples evaluated.
+    "dropout_unet": ("synthetic_dropout_unet", (0,), "Dropout U-Net",
+                     "p = 0.5 on the 3 inner-most blocks, also at sampling"),
+    "mheads": ("synthetic_mheads", (0,), "M-Heads (M = 16)",
+               "16 heads, best head 1 - ε, ε = 0.05"),
+    "i2i_vae": ("synthetic_i2i_vae", (0,), "Image2Image VAE",
+                "fixed N(0, I) prior, latents at the encoder's input"),
 }
 # Training order: one seed of everything first, so an interrupted
 # regeneration still covers every row.

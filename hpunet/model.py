@@ -458,7 +458,9 @@ class HierarchicalProbUNet(hk.Module):
     """Per-level KL(q || p) [B], p conditioned on q's samples (App. A)."""
     return self.train_outputs(seg=seg, img=img).kl
 
-  def train_outputs(self, *, seg: Array, img: Array) -> TrainOutputs:
+  def train_outputs(self, *, seg: Array, img: Array,
+                    level_dropout_scale: Optional[Array] = None
+                    ) -> TrainOutputs:
     """Everything a training step needs, each pass run exactly once.
 
     1. the posterior on (seg, img) with samples; 2. the prior with z_q = those
@@ -479,10 +481,18 @@ class HierarchicalProbUNet(hk.Module):
     factor) has to be carried by the coarse levels, and the decoder learns
     to read them, instead of it being spelled out cell by cell in fine
     levels whose prior cannot reproduce it.
+
+    `level_dropout_scale` (scalar in [0, 1], may be traced; None = 1)
+    multiplies the rate: the training loop's schedule
+    (`config.loss.level_dropout_decay_steps`) decays it to 0, so the last
+    steps train every example through the full posterior again.
     """
     own = None
     if self._level_dropout_rate:
-      drop = jax.random.bernoulli(hk.next_rng_key(), self._level_dropout_rate,
+      rate = self._level_dropout_rate
+      if level_dropout_scale is not None:
+        rate = rate * jnp.asarray(level_dropout_scale, jnp.float32)
+      drop = jax.random.bernoulli(hk.next_rng_key(), rate,
                                   (img.shape[0],))  # [B]
       own = tuple(drop if i >= self._level_dropout_from else None
                   for i in range(len(self._latent_dims)))

@@ -128,8 +128,13 @@ def make_networks(model_config: Mapping[str, Any], *,
     return cls(activation_constraint=activation_constraint, **kwargs)
 
   has_posterior = bool(getattr(cls, "has_posterior", True))
-  train_outputs = hk.transform(
-      lambda *, seg, img: build().train_outputs(seg=seg, img=img))
+  def _train_outputs(*, seg, img, level_dropout_scale=None):
+    # Only the HPU-Net has latent level dropout (and so the argument).
+    extra = ({} if level_dropout_scale is None else
+             {"level_dropout_scale": level_dropout_scale})
+    return build().train_outputs(seg=seg, img=img, **extra)
+
+  train_outputs = hk.transform(_train_outputs)
   reconstruct = hk.transform(
       lambda *, seg, img, mean=False: build().reconstruct(
           seg=seg, img=img, mean=mean)) if has_posterior else None

@@ -50,6 +50,13 @@ says what they changed there (not enough: the 1x1 level stayed unused):
   number of latent units `n_l`, plus 0.01), normalised to mean 1, without a
   gradient through gamma. Levels that carry more than their share are priced
   more, and unused levels become cheap.
+
+One schedule of a model option sits here too, because it needs the step:
+
+- `level_dropout_decay_steps` ((0, 0) = off): `(start, end)`; the HPU-Net's
+  latent level dropout rate (`config.model.level_dropout_rate`) is kept
+  until `start` and decays linearly to 0 at `end`, so the last steps train
+  every example through the full posterior (`level_dropout_scale`).
 """
 
 from typing import Any, Mapping
@@ -67,7 +74,8 @@ Batch = Mapping[str, Array]
 _DEFAULTS = dict(decay=0.99, rate=1e-2, beta=None, top_k_percentage=None,
                  deterministic_top_k=False, weight_decay=1e-5, kappa=None,
                  kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
-                 epsilon=None, weight_decay_mode="all")
+                 epsilon=None, weight_decay_mode="all",
+                 level_dropout_decay_steps=(0, 0))
 
 LOSS_TYPES = ("geco", "elbo", "ce", "mheads")
 # The losses of models without a posterior (no KL term).
@@ -115,6 +123,19 @@ def _loss_settings(loss_config: Mapping[str, Any]) -> dict:
     raise ValueError("config.loss.kl_balancing needs kl_warmup_steps > 0: "
                      "as in NVAE it acts only during the KL warm-up.")
   return cfg
+
+
+def level_dropout_scale(step, decay_steps) -> Array | None:
+  """The level dropout rate's factor at `step`: 1 until start, 0 from end.
+
+  None when the schedule is off (`decay_steps` = (0, 0)): the model then
+  uses its constant rate, exactly as before the schedule existed.
+  """
+  start, end = (int(s) for s in decay_steps)
+  if not end:
+    return None
+  t = (jnp.asarray(step, jnp.float32) - start) / float(end - start)
+  return jnp.clip(1.0 - t, 0.0, 1.0)
 
 
 def relative_latent_units(latent_dims) -> list[float]:
@@ -243,7 +264,8 @@ def objective(params: dict, geco_state: geco.GecoState, rng: Array,
       K]), optional `mask` [B, H, W] (1 = pixel counts).
     networks: from `networks.make_networks`.
     loss_config: see the module docstring.
-    step: the optimisation step (only the KL warm-up reads it).
+    step: the optimisation step (the KL warm-up and the level dropout
+      schedule read it).
 
   Returns:
     (loss, (new_geco_state, metrics)); metrics is a flat dict of scalars
@@ -253,8 +275,12 @@ def objective(params: dict, geco_state: geco.GecoState, rng: Array,
   seg, img = _model_inputs(batch, networks)
   mask = batch.get("mask")
   model_rng, topk_rng = jax.random.split(rng)
+  extra = {}
+  scale = level_dropout_scale(step, cfg["level_dropout_decay_steps"])
+  if scale is not None:
+    extra["level_dropout_scale"] = scale
   outputs = networks.train_outputs(params["model"], model_rng, seg=seg,
-                                   img=img)
+                                   img=img, **extra)
   if cfg["type"] in NO_POSTERIOR_LOSS_TYPES:
     return _objective_without_posterior(
         params, geco_state, outputs.logits, seg, mask, cfg, topk_rng)

@@ -329,6 +329,19 @@ def _check_loss(config) -> None:
   if loss.get("free_bits") is not None:
     check_number(loss.free_bits, "config.loss.free_bits", low=0,
                  what="nats per latent level, 0 = off")
+  decay = loss.get("level_dropout_decay_steps")
+  if decay is not None and tuple(decay) != (0, 0):
+    ok = (isinstance(decay, (tuple, list)) and len(decay) == 2 and
+          all(_is_int(x) for x in decay) and 0 <= decay[0] < decay[1])
+    if not ok:
+      raise UserError(
+          f"config.loss.level_dropout_decay_steps={decay!r}: expected "
+          "(start, end), integers with 0 <= start < end ((0, 0) = off).")
+    if not config.model.get("level_dropout_rate"):
+      raise UserError(
+          f"config.loss.level_dropout_decay_steps={tuple(decay)!r} schedules"
+          " the latent level dropout, but config.model.level_dropout_rate is"
+          f" {config.model.get('level_dropout_rate')!r}: expected a rate > 0.")
   if loss.get("kl_balancing") and not warmup:
     raise UserError("config.loss.kl_balancing=True needs "
                     "config.loss.kl_warmup_steps > 0: as in NVAE, the "

@@ -139,6 +139,11 @@ _TRAIN_CASES = [
     (["--config.model.level_dropout_rate=0.5",
       "--config.model.level_dropout_from=0"],
      ["config.model.level_dropout_from=0", "[1, 3]"]),
+    (["--config.loss.level_dropout_decay_steps=(500,100)"],
+     ["config.loss.level_dropout_decay_steps=(500, 100)", "start < end"]),
+    (["--config.loss.level_dropout_decay_steps=(0,100)"],
+     ["config.loss.level_dropout_decay_steps=(0, 100)",
+      "level_dropout_rate", "rate > 0"]),
     (["--config.foo=1"], ["--config.foo=1", "no field 'foo'"]),
     (["--config.log_every_steps=x"], ["--config.log_every_steps=x"]),
 ]
