@@ -65,10 +65,12 @@ def _modes(batch, valid):
   return modes, probs, graders
 
 
-def _per_image_metrics(out, samples, recs, modes, probs, graders):
+def _per_image_metrics(out, samples, recs, modes, probs, graders,
+                       ged_sample_counts=()):
   """The metrics of `hpunet.evaluate` for binary samples [B, n, H, W]."""
   for k, v in metrics_lib.binary_batch_metrics(
-      samples, recs, graders, modes, probs).items():
+      samples, recs, graders, modes, probs,
+      ged_sample_counts=ged_sample_counts).items():
     out[k].extend(v.tolist())
   assignments = metrics_lib.assign_modes(samples, modes)  # [B, n]
   out["_assignments"].extend(assignments)
@@ -94,11 +96,14 @@ def _finish(out) -> dict[str, Any]:
 
 
 def oracle(config: ml_collections.ConfigDict, num_samples: int, *,
-           split: str = "test", seed: int = 0) -> dict[str, Any]:
+           split: str = "test", seed: int = 0,
+           ged_sample_counts=()) -> dict[str, Any]:
   """Metrics of samples drawn from the true mode distribution.
 
   The reconstructions are the graders' own masks (IoU_rec = 1 by
   construction); every other metric is a real floor at `num_samples`.
+  `ged_sample_counts` adds `ged_n<n>` / `ged_modes_n<n>` of the first n
+  draws, as `hpunet.evaluate` does for a model.
   """
   rng = np.random.default_rng(seed)
   out = collections.defaultdict(list)
@@ -107,7 +112,8 @@ def oracle(config: ml_collections.ConfigDict, num_samples: int, *,
     idx = np.stack([rng.choice(len(p), size=num_samples, p=p / p.sum())
                     for p in probs])  # [B, n]
     samples = np.take_along_axis(modes, idx[:, :, None, None], axis=1)
-    _per_image_metrics(out, samples, graders, modes, probs, graders)
+    _per_image_metrics(out, samples, graders, modes, probs, graders,
+                       ged_sample_counts)
   result = _finish(out)
   result["num_samples"] = num_samples
   return result

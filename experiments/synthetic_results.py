@@ -17,7 +17,8 @@ interruption; training resumes from its last checkpoint):
   runs' training wall times into `runs.json` there.
 - oracle: the reference rows (`experiments/synthetic_diagnosis.oracle`):
   samples drawn from the true mode distribution, 16 and 256 per image,
-  through the same metric code, into `experiments/results/oracle/`.
+  through the same metric code (GED^2 also of the first 1, 4, 8 of the 16,
+  as for the models), into `experiments/results/oracle/`.
 - diagnose: for the experiments in `DIAGNOSED`, every seed: what the prior
   samples per factor, per-level sampling, the composition of the top-2%
   cross-entropy, the mode-frequency TV with 256 samples per image, and the
@@ -55,6 +56,7 @@ S128_RUNS = ("s128", "s128_level_dropout", "s128_level_dropout_z4",
 ORACLES = {ORACLE: "hpunet", "oracle_s128": "s128"}  # dir -> its dataset's run
 ORACLE_SAMPLES = (16, 256)
 TV_SAMPLES = 256  # the "many samples per image" mode-frequency TV
+MODEL_SAMPLES = 16  # samples per image of every model's evaluation
 
 # experiment -> (config name, seeds, label, what it stands for[,
 #   --config.x=y overrides])
@@ -111,7 +113,7 @@ RUNS = {
                            "HPU-Net, 128x128, level dropout",
                            "as s128, with level dropout 0.5",
                            ("--config.model.level_dropout_rate=0.5",)),
-    "s128_level_dropout_z4": ("synthetic:s128", (0,),
+    "s128_level_dropout_z4": ("synthetic:s128", (0, 1, 2),
                               "HPU-Net, 128x128, level dropout, 4-d 1x1",
                               "as s128_level_dropout, 4 latents on the 1x1 "
                               "grid",
@@ -121,7 +123,7 @@ RUNS = {
     # 500-1500, so the last 500 steps train every example through the full
     # posterior (the fine priors then see what sampling decodes).
     "s128_level_dropout_z4_decay": (
-        "synthetic:s128", (0, 1, 2),
+        "synthetic:s128", (0,),
         "HPU-Net, 128x128, decayed level dropout, 4-d 1x1",
         "as s128_level_dropout_z4, the rate 0.5 decayed to 0 over steps "
         "500-1500",
@@ -156,6 +158,15 @@ RUNS = {
     "i2i_vae": ("synthetic_i2i_vae", (0,), "Image2Image VAE",
                 "fixed N(0, I) prior, latents at the encoder's input"),
 }
+# The sPU-Net paper's comparison (its Fig. 4 / 5) on this benchmark: these
+# models, in this order, in their own table (not in the main one).
+BASELINES = ("dropout_unet", "mheads", "i2i_vae")
+COMPARISON = ("hpunet", "spunet") + BASELINES
+GED_COUNTS = (1, 4, 8, 16)
+# Experiments whose committed evaluation predates GED^2 at 1/4/8 samples:
+# their seed 0 is evaluated again into <experiment>/seed0_curve/ for the
+# comparison (their other seeds' runs are not kept).
+CURVE_SEED0 = ("hpunet",)
 # Training order: one seed of everything first, so an interrupted
 # regeneration still covers every row.
 # Experiment -> the seeds that get `diagnose` (the others: main table only).
@@ -303,6 +314,23 @@ def evaluate(root: str, only) -> None:
       json.dump(runs, f, indent=2)
 
 
+def evaluate_curves(root: str, only) -> None:
+  """Seed 0 of the CURVE_SEED0 experiments at 1/4/8/16 samples."""
+  for name in CURVE_SEED0:
+    if only and name not in only:
+      continue
+    out_dir = os.path.join(RESULTS, name, "seed0_curve")
+    workdir = run_dir(root, name, 0)
+    if os.path.exists(os.path.join(out_dir, "results.json")):
+      print(f"{out_dir}: evaluated", flush=True)
+      continue
+    _run([sys.executable, "-m", "hpunet.evaluate",
+          f"--config={config_file(name)}", *overrides(name),
+          f"--workdir={workdir}", "--split=test", "--num_samples=16",
+          f"--out_dir={out_dir}"], os.path.join(root, name, "eval_curve.log"))
+    relative_workdirs(out_dir, root)
+
+
 def _bootstrap_table(per_image: dict) -> dict:
   from hpunet import metrics  # pylint: disable=g-import-not-at-top
   table = {}
@@ -323,19 +351,30 @@ def _oracle(out_name: str, experiment: str) -> None:
   import synthetic_diagnosis  # pylint: disable=g-import-not-at-top
   out_dir = os.path.join(RESULTS, out_name)
   path = os.path.join(out_dir, "results.json")
-  if os.path.exists(path):
+  result = _load_json(out_name, "results.json")
+  # The models' sample count also gets GED^2 of its first 1, 4, 8 draws.
+  counts = lambda n: GED_COUNTS if n == MODEL_SAMPLES else ()
+  done = lambda n: result is not None and all(  # pylint: disable=g-long-lambda
+      f"ged_modes_n{c}" in result["by_num_samples"].get(str(n), {}).get(
+          "table", {}) for c in counts(n))
+  todo = [n for n in ORACLE_SAMPLES if not done(n)]
+  if not todo:
     print(f"{path}: done", flush=True)
     return
   config = load_config(experiment)
-  result = {"split": "test", "dataset": config.input.dataset,
-            "by_num_samples": {}}
-  for n in ORACLE_SAMPLES:
-    r = synthetic_diagnosis.oracle(config, n, seed=0)
+  if result is None:
+    result = {"split": "test", "dataset": config.input.dataset,
+              "by_num_samples": {}}
+  for n in todo:  # each count from its own seed-0 draws
+    r = synthetic_diagnosis.oracle(
+        config, n, seed=0, ged_sample_counts=counts(n))
     result["by_num_samples"][str(n)] = {
         "table": _bootstrap_table(r["per_image"]),
         "pooled_mode_tv": r["pooled_mode_tv"],
         "num_images": len(r["per_image"]["ged"])}
   os.makedirs(out_dir, exist_ok=True)
+  result["by_num_samples"] = dict(sorted(
+      result["by_num_samples"].items(), key=lambda kv: int(kv[0])))
   with open(path, "w", encoding="utf-8") as f:
     json.dump(result, f, indent=1)
 
@@ -448,7 +487,7 @@ def markdown_tables(results, runs, oracle_result=None, diagnoses=None) -> str:
                                                        for n in names]
   lines = ["| metric | " + " | ".join(cols) + " |",
            "|---|" + "---|" * len(cols)]
-  few = str(ORACLE_SAMPLES[0])
+  few = str(MODEL_SAMPLES)
   many = str(TV_SAMPLES)
   oracle_few = oracle_result["by_num_samples"][few] if oracle_result else None
   oracle_many = (oracle_result["by_num_samples"][many] if oracle_result
@@ -656,12 +695,75 @@ def _load_json(*parts):
     return json.load(f)
 
 
+def _curve(result) -> dict | None:
+  """GED^2 vs the modes at GED_COUNTS samples {n: table cell}, or None."""
+  if result is None or f"ged_modes_n{GED_COUNTS[0]}" not in result["table"]:
+    return None
+  return {n: result["table"][f"ged_modes_n{n}"] for n in GED_COUNTS}
+
+
+def comparison_table(results, runs, oracle_result) -> str:
+  """The sPU-Net paper's comparison: GED^2 vs the modes at 1/4/8/16
+  samples (Fig. 4), mode frequencies (Fig. 5) and the per-factor variance
+  of every COMPARISON model evaluated, under the oracle's reference row."""
+  names = [n for n in COMPARISON if n in results]
+  if not names:
+    return ""
+  head = ("| model | seeds × images | " +
+          " | ".join(f"GED² modes, {n} sample{'s' * (n > 1)} ↓"
+                     for n in GED_COUNTS) +
+          " | Mode TV (pooled, 16) ↓ | spots / blobs / rings variance "
+          "ratio (→ 1) | train minutes |")
+  lines = [head, "|---|" + "---|" * (len(GED_COUNTS) + 4)]
+  fmt = lambda c: f"{c['mean']:.3f}"
+  if oracle_result:
+    o16 = oracle_result["by_num_samples"][str(MODEL_SAMPLES)]
+    curve = _curve(o16)
+    cells = [fmt(curve[n]) if curve else "–" for n in GED_COUNTS]
+    lines.append(
+        f"| {ORACLE_LABEL} | {o16['num_images']} images | " +
+        " | ".join(cells) + f" | {o16['pooled_mode_tv']:.3f} | " +
+        " / ".join(fmt(o16["table"][f"var_full_{f}"]) for f, _ in FACTORS)
+        + " | – |")
+  for name in names:
+    result = results[name]
+    curve = _curve(result)
+    seed0 = None
+    if curve is None:  # evaluated before the 1/4/8 counts: seed 0 again
+      seed0 = _curve(_load_json(name, "seed0_curve", "results.json"))
+    cells = []
+    for n in GED_COUNTS:
+      if curve is not None:
+        cells.append(fmt(curve[n]))
+      elif n == 16:  # all seeds (the main table's row)
+        cells.append(fmt(result["table"]["ged_modes"]) +
+                     (f" (seed 0: {fmt(seed0[n])})" if seed0 else ""))
+      else:
+        cells.append(f"{fmt(seed0[n])} (seed 0)" if seed0 else "–")
+    var = " / ".join(fmt(result["table"][f"var_full_{f}"])
+                     if f"var_full_{f}" in result["table"] else "–"
+                     for f, _ in FACTORS)
+    minutes = (f"{sum(r['seconds'] for r in runs[name]) / 60 / len(runs[name]):.1f}"
+               if runs.get(name) else "–")
+    lines.append(f"| {RUNS[name][2]} | {result['num_runs']} × "
+                 f"{result['num_images']} | " + " | ".join(cells) +
+                 f" | {_pooled_tv(result)} | {var} | {minutes} |")
+  return "\n".join(lines) + "\n"
+
+
 def readme_tables(results, runs, oracle_result, diagnoses) -> str:
-  """The 64x64 tables, then the 128x128 ones with their own oracle."""
+  """The 64x64 tables, the sPU-Net paper's comparison, then the 128x128
+  tables with their own oracle."""
   split = lambda d, big: {k: v for k, v in d.items()
-                          if (k in S128_RUNS) == big}
+                          if (k in S128_RUNS) == big and k not in BASELINES}
   body = markdown_tables(split(results, False), split(runs, False),
                          oracle_result, split(diagnoses, False))
+  comparison = comparison_table(results, runs, oracle_result)
+  if comparison:
+    body += ("\nThe sPU-Net paper's comparison (its Fig. 4 and 5) on this "
+             "benchmark, same data and schedule for every model; GED² against"
+             " the 18 modes with the first n of 16 samples per image:\n\n"
+             + comparison)
   if any(n in results for n in S128_RUNS):
     body += ("\nAt 128×128 (`synthetic/s128`: spots of radius 3.2 px; "
              "reference row from the 128×128 test set):\n\n" +
@@ -715,8 +817,12 @@ def main(argv=None):
     parser.error(f"unknown experiments {unknown}; expected some of "
                  f"{sorted(RUNS)}")
   stages = [s for s in args.stages.split(",") if s]
+  def evaluate_all():
+    evaluate(args.root, only)
+    evaluate_curves(args.root, only)
+
   stage_fns = {"train": lambda: train(args.root, only),
-               "eval": lambda: evaluate(args.root, only),
+               "eval": evaluate_all,
                "oracle": oracle,
                "diagnose": lambda: diagnose(args.root, only),
                "table": table}

@@ -146,6 +146,14 @@ class _Member(hk.Module):
     return self._head(self._unet(img))  # [B, H, W, K]
 
 
+# How `UNetEnsemble` runs its members in one step: "vmap" batches them (one
+# grouped convolution per layer: fast on accelerators), "map" runs them one
+# after the other (`jax.lax.map`: on XLA:CPU grouped convolutions are far
+# slower than M ordinary ones; benchmarks/ensemble_members.py), "auto" picks
+# "map" on CPU and "vmap" elsewhere. The members' values are the same.
+MEMBER_LOOPS = ("auto", "vmap", "map")
+
+
 class UNetEnsemble(hk.Module):
   """M deterministic U-Nets with stacked parameters (module docstring).
 
@@ -161,6 +169,7 @@ class UNetEnsemble(hk.Module):
                convs_per_block: int = 3,
                num_classes: int = 2,
                resize_method: str = "bilinear",
+               member_loop: str = "auto",
                activation_constraint=None,
                name: str = "unet_ensemble"):
     super().__init__(name=name)
@@ -168,6 +177,10 @@ class UNetEnsemble(hk.Module):
         num_members < 1:
       raise ValueError(f"num_members must be an integer >= 1, got "
                        f"{num_members!r}.")
+    if member_loop not in MEMBER_LOOPS:
+      raise ValueError(f"member_loop must be one of {MEMBER_LOOPS}, got "
+                       f"{member_loop!r}.")
+    self._member_loop = member_loop
     unet.check_resize_method(resize_method)
     self._num_members = int(num_members)
     self._num_scales = len(channels_per_block)
@@ -196,6 +209,12 @@ class UNetEnsemble(hk.Module):
     params = hk.lift(init, name="members")(keys, img)
     if num_members is not None and num_members < self._num_members:
       params = jax.tree.map(lambda p: p[:num_members], params)
+    loop = self._member_loop
+    if loop == "auto":
+      loop = "map" if jax.default_backend() == "cpu" else "vmap"
+    if loop == "map":  # one member after the other: M plain convolutions
+      return jax.lax.map(lambda p: self._member.apply(p, None, img), params)
+    # Batched over members: XLA turns each conv into one grouped conv.
     return jax.vmap(self._member.apply, in_axes=(0, None, None))(
         params, None, img)
 
