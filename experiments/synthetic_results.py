@@ -227,10 +227,12 @@ def train(root: str, only) -> None:
 
 
 def final_train_metrics(workdir: str) -> dict:
-  """The last logged KL per latent level (coarse -> fine) and GECO lambda."""
+  """The last logged KL per latent level (coarse -> fine) and GECO lambda
+  (no levels and None for models without latents or GECO)."""
   from hpunet import summary_writer  # pylint: disable=g-import-not-at-top
   records = [r for r in summary_writer.read_jsonl(
-      os.path.join(workdir, "metrics.jsonl")) if "train/kl_sum" in r]
+      os.path.join(workdir, "metrics.jsonl"))
+             if any(k.startswith("train/") for k in r)]
   if not records:
     raise ValueError(f"{workdir}/metrics.jsonl has no training record.")
   last = records[-1]

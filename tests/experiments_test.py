@@ -88,6 +88,40 @@ def test_markdown_tables():
           "0.75) | 0.500 ± 0.000 (0.25, 0.75) |") in lines
 
 
+def test_comparison_table():
+  """The sPU-Net paper's comparison: GED^2 at 1/4/8/16 samples per model,
+  seed 0's curve where the committed evaluation predates the counts."""
+  curve = lambda base: {f"ged_modes_n{n}": {"mean": base / n, "std": 0.0}
+                        for n in exp.GED_COUNTS}
+  hpunet = _fake(0.5)  # no curve: seed 0's comes from seed0_curve/
+  dropout = _fake(0.25, runs=1)
+  dropout["table"].update(curve(0.8))
+  dropout["pooled"] = [{"mode_frequencies": {"total_variation": 0.6}}]
+  oracle = {"by_num_samples": {"16": {
+      "table": dict(_fake(0.1)["table"], **curve(0.4)),
+      "pooled_mode_tv": 0.03, "num_images": 200}}}
+  runs = {"hpunet": [{"seconds": 600}], "dropout_unet": [{"seconds": 120}]}
+  seed0 = {"table": curve(1.6)}
+  real_load = exp._load_json
+  exp._load_json = lambda *parts: (seed0 if parts == (
+      "hpunet", "seed0_curve", "results.json") else None)
+  try:
+    lines = exp.comparison_table({"hpunet": hpunet, "dropout_unet": dropout},
+                                 runs, oracle).splitlines()
+  finally:
+    exp._load_json = real_load
+  assert lines[0].startswith("| model | seeds × images | GED² modes, 1 sample ↓"
+                             " | GED² modes, 4 samples ↓")
+  assert lines[2] == ("| Oracle (true modes) | 200 images | 0.400 | 0.100 | "
+                      "0.050 | 0.025 | 0.030 | 0.100 / 0.100 / 0.100 | – |")
+  assert lines[3] == ("| HPU-Net | 3 × 200 | 1.600 (seed 0) | 0.400 (seed 0)"
+                      " | 0.200 (seed 0) | 0.500 (seed 0: 0.100) | – | "
+                      "0.500 / 0.500 / 0.500 | 10.0 |")
+  assert lines[4] == ("| Dropout U-Net | 1 × 200 | 0.800 | 0.200 | 0.100 | "
+                      "0.050 | 0.600 | 0.250 / 0.250 / 0.250 | 2.0 |")
+  assert exp.comparison_table({"s128": hpunet}, runs, oracle) == ""
+
+
 def test_final_train_metrics(tmp_path):
   from hpunet import summary_writer  # pylint: disable=g-import-not-at-top
   writer = summary_writer.SummaryWriter(str(tmp_path), tensorboard=False)
@@ -99,6 +133,13 @@ def test_final_train_metrics(tmp_path):
   writer.close()
   assert exp.final_train_metrics(str(tmp_path)) == {
       "step": 20, "kl_per_level": [1.5, 3.5], "lagmul": 3.0}
+  # A model without latents or GECO (the baselines): no levels, no lambda.
+  baseline = tmp_path / "baseline"
+  writer = summary_writer.SummaryWriter(str(baseline), tensorboard=False)
+  writer.write_scalars(30, {"train/loss": 1.0, "train/rec_loss_sum": 1.0})
+  writer.close()
+  assert exp.final_train_metrics(str(baseline)) == {
+      "step": 30, "kl_per_level": [], "lagmul": None}
 
 
 def test_replace_between_markers():
