@@ -80,7 +80,7 @@ def get_config(arg=None):
       convs_per_block=core.convs_per_block,
       num_classes=core.num_classes,
       resize_method=core.resize_method,
-      # "map" on CPU, "vmap" on accelerators (hpunet/baselines.py).
+      # "unroll" on CPU, "vmap" on accelerators (hpunet/baselines.py).
       member_loop="auto",
   ))
 

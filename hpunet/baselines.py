@@ -146,12 +146,15 @@ class _Member(hk.Module):
     return self._head(self._unet(img))  # [B, H, W, K]
 
 
-# How `UNetEnsemble` runs its members in one step: "vmap" batches them (one
-# grouped convolution per layer: fast on accelerators), "map" runs them one
-# after the other (`jax.lax.map`: on XLA:CPU grouped convolutions are far
-# slower than M ordinary ones; benchmarks/ensemble_members.py), "auto" picks
-# "map" on CPU and "vmap" elsewhere. The members' values are the same.
-MEMBER_LOOPS = ("auto", "vmap", "map")
+# How `UNetEnsemble` runs its members in one step: "vmap" batches them (each
+# convolution becomes one grouped convolution: the fast path on
+# accelerators), "unroll" traces the M members one after the other (M
+# ordinary convolutions per layer in the graph; compile time grows with M).
+# On XLA:CPU grouped convolutions, and convolutions inside a loop
+# (`jax.lax.map`), are an order of magnitude slower than plain ones
+# (benchmarks/ensemble_members.py), so "auto" picks "unroll" on CPU and
+# "vmap" elsewhere. The members' values are the same either way.
+MEMBER_LOOPS = ("auto", "vmap", "unroll")
 
 
 class UNetEnsemble(hk.Module):
@@ -211,9 +214,12 @@ class UNetEnsemble(hk.Module):
       params = jax.tree.map(lambda p: p[:num_members], params)
     loop = self._member_loop
     if loop == "auto":
-      loop = "map" if jax.default_backend() == "cpu" else "vmap"
-    if loop == "map":  # one member after the other: M plain convolutions
-      return jax.lax.map(lambda p: self._member.apply(p, None, img), params)
+      loop = "unroll" if jax.default_backend() == "cpu" else "vmap"
+    if loop == "unroll":  # M plain convolutions per layer
+      m = jax.tree.leaves(params)[0].shape[0]
+      return jnp.stack([
+          self._member.apply(jax.tree.map(lambda p, i=i: p[i], params), None,
+                             img) for i in range(m)])  # [M, B, H, W, K]
     # Batched over members: XLA turns each conv into one grouped conv.
     return jax.vmap(self._member.apply, in_axes=(0, None, None))(
         params, None, img)

@@ -173,21 +173,21 @@ def test_ensemble_members_are_independent():
 
 
 def test_ensemble_member_loops_agree():
-  """"map" (one member after the other) and "vmap" (batched) are the same
-  function of the same parameters, with the same gradients."""
+  """"unroll" (one member after the other) and "vmap" (batched) are the
+  same function of the same parameters, with the same gradients."""
   img, seg, _ = _inputs()
   key = jax.random.key(0)
   outs = {}
-  for loop in ("map", "vmap"):
+  for loop in ("unroll", "vmap"):
     networks, params = _init("unet_ensemble", num_members=3, member_loop=loop)
     loss = lambda p, n=networks: jnp.sum(  # pylint: disable=g-long-lambda
         n.train_outputs(p, key, seg=seg, img=img).logits**2)
     outs[loop] = (networks.train_outputs(params, key, seg=seg,
                                          img=img).logits,
                   jax.grad(loss)(params))
-  np.testing.assert_allclose(outs["map"][0], outs["vmap"][0], rtol=1e-4,
+  np.testing.assert_allclose(outs["unroll"][0], outs["vmap"][0], rtol=1e-4,
                              atol=1e-5)
-  for a, b in zip(jax.tree.leaves(outs["map"][1]),
+  for a, b in zip(jax.tree.leaves(outs["unroll"][1]),
                   jax.tree.leaves(outs["vmap"][1])):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
   with pytest.raises(ValueError, match="member_loop"):
