@@ -239,6 +239,14 @@ def test_sampling(fast_compiles):
   assert _positive(r["reuse_seconds"]) and _positive(r["rerun_seconds"])
   assert r["reuse_samples_per_s"] == pytest.approx(2 / r["reuse_seconds"])
   assert r["speedup"] == pytest.approx(r["rerun_seconds"] / r["reuse_seconds"])
+  # Batch 1: the per-image time is the call's; FLOPs from XLA's analysis.
+  assert r["reuse_seconds_per_image"] == r["reuse_seconds"]
+  assert r["rerun_seconds_per_image"] == r["rerun_seconds"]
+  assert _positive(r["reuse_gflop_per_call"])
+  assert _positive(r["rerun_gflop_per_sample"])
+  assert r["reuse_achieved_gflops_per_second"] == pytest.approx(
+      r["reuse_gflop_per_call"] / r["reuse_seconds"], rel=1e-3)
+  assert r["reuse_compile_seconds"] >= 0
 
 
 def test_clustering():
