@@ -58,10 +58,41 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+# CPU features that matter for XLA:CPU's kernels (x86 /proc/cpuinfo
+# "flags", Arm "Features"), reported in this order when present.
+CPU_ISA_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f",
+    "avx512dq", "avx512cd", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
+    "amx_fp16", "asimd", "asimdhp", "asimddp", "sve", "sve2", "bf16",
+    "i8mm", "sme")
+
+
+def cpu_isa() -> list[str]:
+  """The entries of CPU_ISA_FLAGS that the first CPU of /proc/cpuinfo has."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+          present = set(value.split())
+          return [flag for flag in CPU_ISA_FLAGS if flag in present]
+  except OSError:
+    pass
+  return []
+
+
 def hardware(with_jax: bool = False) -> dict[str, Any]:
-  """The host, and with `with_jax` the JAX devices the benchmark ran on."""
+  """The host, and with `with_jax` the JAX devices the benchmark ran on.
+
+  `cpu_isa` lists the vector-ISA flags of CPU_ISA_FLAGS the CPU has and
+  `xla_flags` is the XLA_FLAGS environment variable (null if unset), so
+  results of different machines or flag settings can be told apart.
+  """
   info = {"cpu": cpu_model(), "cpu_cores": os.cpu_count(),
-          "usable_cpus": usable_cpus(), "machine": platform.machine()}
+          "usable_cpus": usable_cpus(), "machine": platform.machine(),
+          "cpu_isa": cpu_isa(),
+          "xla_flags": os.environ.get("XLA_FLAGS") or None}
   if with_jax:
     import jax  # pylint: disable=g-import-not-at-top
     devices = jax.devices()

@@ -1,8 +1,11 @@
 # Copyright 2026 The hpunet Authors. Licensed under the Apache License 2.0.
 r"""Runs every benchmark, saves each JSON and prints a Markdown summary.
 
-Each benchmark runs in its own process at its default (CPU-sized) setting,
-or with `--accelerator` at the full sizes; its JSON goes to
+Each benchmark runs in its own process at its default setting (CPU-sized,
+except sampling, which times the full LIDC models), or with `--accelerator`
+at the full sizes; the CPU run also profiles the LIDC and synthetic train
+steps (cpu_profile.py) and times them under each XLA:CPU flag variant
+(`cpu_profile.py --flags_sweep`). Its JSON goes to
 `<out_dir>/<name>.json` and the table (what | command | measured |
 hardware) to stdout and `<out_dir>/summary.md`. The README's benchmark
 table is regenerated from it. Progress and the benchmarks' stderr go to
@@ -13,9 +16,15 @@ The saved JSON is the benchmark's object plus a "command" key (how it ran).
       [--only train_step,clustering] [--accelerator]
   python benchmarks/run_all.py --summarize_only   # table from saved JSONs
 
-On a 2-core CPU the whole CPU run takes roughly 15-20 minutes, most of it
-compiling (train_step --compile_all: about 14 configs x 10-40 s;
-spatial_memory: the full Cityscapes model 4 times).
+On a 2-core CPU the whole CPU run should take roughly 30 minutes, most of
+it compiling: train_step --compile_all (about 14 configs x 10-40 s),
+spatial_memory (the full Cityscapes model 4 times), and the LIDC train step
+(about 22 s to compile, about 2.3 s per step at batch 8) once for
+cpu_profile_lidc and once per flag variant in cpu_flags (6 processes of
+about a minute each), plus the synthetic step's 7 processes and the full
+LIDC sampling models. This is an estimate, not timed end to end: the run
+list before the CPU profile, the flag sweep and full-size sampling took
+15-20 minutes, and these add about 10-15 minutes by the figures above.
 """
 
 import argparse
@@ -30,6 +39,15 @@ import common  # benchmarks/common.py
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _MIB = 2**20
+
+# CPU-only runs: where the CPU step's time goes, and XLA:CPU flag variants
+# (profiled separately; the sweep only times, to stay cheap).
+_CPU_RUNS = (
+    ("cpu_profile_lidc", ("--config=lidc",)),
+    ("cpu_profile_synthetic", ("--config=synthetic",)),
+    ("cpu_flags", ("--flags_sweep", "--configs=lidc,synthetic",
+                   "--no_profile")),
+)
 
 # Paper configs timed one by one with --accelerator (the LIDC ablations
 # train the same network as `lidc`, so they would repeat its figures).
@@ -53,6 +71,9 @@ def benchmarks(accelerator: bool, out_dir: str) -> list[Benchmark]:
       extra = ("--per_device_batch=1",) if name == "cityscapes" else ()
       runs.append(Benchmark(f"train_step_{name}", "train_step.py",
                             (f"--config={name}",) + extra))
+  else:
+    runs += [Benchmark(name, "cpu_profile.py", args)
+             for name, args in _CPU_RUNS]
   size = ("--size=full", "--batch=8") if accelerator else ()
   step_json = os.path.join(out_dir, "train_step.json")
   runs += [
@@ -183,9 +204,65 @@ def _sampling(obj) -> tuple[str, str]:
   what = (f"sampling, {c['num_samples']} samples, encoder reuse vs full "
           f"rerun ({c['model']['name']}, {c['size']}, {size}², batch "
           f"{c['image_shape'][0]})")
-  return what, (f"{_g(r['reuse_samples_per_s'], 4)} vs "
-                f"{_g(r['rerun_samples_per_s'], 4)} samples/s "
-                f"({r['speedup']:.2f}×)")
+  text = (f"{_g(r['reuse_samples_per_s'], 4)} vs "
+          f"{_g(r['rerun_samples_per_s'], 4)} samples/s "
+          f"({r['speedup']:.2f}×)")
+  if "reuse_seconds_per_image" in r:  # JSONs from before lack it
+    text += (f"; {c['num_samples']} samples of one image in "
+             f"{_g(r['reuse_seconds_per_image'])} s with reuse")
+    if r.get("reuse_achieved_gflops_per_second") is not None:
+      text += f" ({_g(r['reuse_achieved_gflops_per_second'], 4)} GFLOP/s)"
+  return what, text
+
+
+_CATEGORY_TEXT = {"convolution": "convolution",
+                  "transpose_copy": "transpose/copy", "dot": "dot",
+                  "reduction": "reduction",
+                  "elementwise_fusion": "elementwise fusions",
+                  "other": "other"}
+
+
+def _cpu_profile(obj) -> tuple[str, str]:
+  c, r = obj["config"], obj["results"]
+  h, w = c["image_size"]
+  what = (f"CPU train-step profile, `{c['config']}`"
+          + (f":{c['variant']}" if c.get("variant") else "")
+          + f", {h}×{w}, batch {c['batch']}")
+  text = (f"{_g(r['step_seconds_median'])} s/step, "
+          f"{_g(r['achieved_gflops_per_second'], 4)} GFLOP/s")
+  p = r.get("profile")
+  if p:
+    cats = sorted(p["by_category"].items(), key=lambda kv: -kv[1]["share"])
+    shares = ", ".join(f"{_CATEGORY_TEXT.get(k, k)} {100 * v['share']:.0f}%"
+                       for k, v in cats if v["share"] >= 0.005)
+    text += (f"; {_g(p['cores_busy'])} of {p['usable_cpus']} cores busy "
+             f"(op thread-time / wall); op time: {shares}")
+    if p.get("convolution_gflops_per_second_estimate") is not None:
+      text += (f"; convolutions ≈ "
+               f"{_g(p['convolution_gflops_per_second_estimate'], 4)} "
+               "GFLOP/s (estimate)")
+  return what, text
+
+
+def _cpu_flags(obj) -> tuple[str, str]:
+  what = ("XLA:CPU flag variants of the train step (one process each; "
+          "speedup over no extra flags)")
+  parts = []
+  for name, cfg in obj["results"]["by_config"].items():
+    items = []
+    for variant, v in cfg["by_variant"].items():
+      if not v["ok"]:
+        items.append(f"{variant} failed")
+      elif variant == "default" or v["speedup_over_default"] is None:
+        items.append(f"{variant} {_g(v['step_seconds_median'])} s/step "
+                     f"({_g(v['achieved_gflops_per_second'], 4)} GFLOP/s)")
+      else:
+        items.append(f"{variant} {v['speedup_over_default']:.2f}×")
+    head = f"`{name}`" + (f" batch {cfg['batch']}" if cfg["batch"] else "")
+    best = (f"; best {cfg['best_variant']}" if cfg["best_variant"] else
+            "; no variant ran")
+    parts.append(f"{head}: {', '.join(items)}{best}")
+  return what, "; ".join(parts)
 
 
 def _clustering(obj) -> tuple[str, str]:
@@ -227,15 +304,27 @@ _SUMMARIES: dict[str, Callable[[dict], tuple[str, str]]] = {
     "train_step_flops": _train_step_flops,
     "spatial_memory": _spatial_memory,
     "sampling": _sampling,
+    "cpu_profile": _cpu_profile,
+    "cpu_flags": _cpu_flags,
     "clustering": _clustering,
     "evaluation": _evaluation,
     "input_pipeline": _input_pipeline,
 }
 
 
+# The vector-ISA flags of `hardware.cpu_isa` the hardware cell shows.
+_ISA_SHOWN = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile",
+              "asimd", "sve", "sve2", "bf16")
+
+
 def hardware_text(hw: dict[str, Any], config: dict[str, Any]) -> str:
   """The accelerator if the benchmark ran on one, and the host CPU."""
   host = f"{hw['cpu']}, {hw.get('usable_cpus', hw['cpu_cores'])} CPUs"
+  isa = [f for f in _ISA_SHOWN if f in (hw.get("cpu_isa") or ())]
+  if isa:  # JSONs from before lack cpu_isa
+    host += " (" + " ".join(isa) + ")"
+  if hw.get("xla_flags"):
+    host += f", XLA_FLAGS=`{hw['xla_flags']}`"
   platform = config.get("platform") or hw.get("jax_platform") or "cpu"
   if platform == "cpu":  # spatial_memory always compiles for CPU devices
     return host

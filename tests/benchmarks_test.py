@@ -239,6 +239,14 @@ def test_sampling(fast_compiles):
   assert _positive(r["reuse_seconds"]) and _positive(r["rerun_seconds"])
   assert r["reuse_samples_per_s"] == pytest.approx(2 / r["reuse_seconds"])
   assert r["speedup"] == pytest.approx(r["rerun_seconds"] / r["reuse_seconds"])
+  # Batch 1: the per-image time is the call's; FLOPs from XLA's analysis.
+  assert r["reuse_seconds_per_image"] == r["reuse_seconds"]
+  assert r["rerun_seconds_per_image"] == r["rerun_seconds"]
+  assert _positive(r["reuse_gflop_per_call"])
+  assert _positive(r["rerun_gflop_per_sample"])
+  assert r["reuse_achieved_gflops_per_second"] == pytest.approx(
+      r["reuse_gflop_per_call"] / r["reuse_seconds"], rel=1e-3)
+  assert r["reuse_compile_seconds"] >= 0
 
 
 def test_clustering():
@@ -308,6 +316,182 @@ def test_input_pipeline_rejects_other_json(tmp_path):
 
 
 # ----------------------------------------------------------------------------
+# cpu_profile.py: reading the trace, the profile at a tiny size, the sweep.
+# ----------------------------------------------------------------------------
+
+
+def test_cpu_profile_categorize():
+  cpu_profile = _script("cpu_profile")
+  expected = {
+      "ynn_fusion.206": "convolution", "convolution.14": "convolution",
+      "convolution_add_fusion.3": "convolution",
+      "xnn_fusion.2": "convolution", "onednn_conv.1": "convolution",
+      "transpose_copy_fusion.296": "transpose_copy", "copy": "transpose_copy",
+      "copy.1197": "transpose_copy", "reverse.7": "transpose_copy",
+      "dot.4": "dot", "dot_add_fusion.2": "dot",
+      "wrapped_reduce-window": "reduction", "reduce.12": "reduction",
+      "add_maximum_fusion.40": "elementwise_fusion",
+      "compare_select_fusion": "elementwise_fusion",
+      "while": "other", "wrapped_add.12": "other", "custom-call.3": "other",
+  }
+  assert {n: cpu_profile.categorize(n) for n in expected} == expected
+  assert set(expected.values()) == set(cpu_profile.CATEGORIES)
+  assert cpu_profile.op_kind("ynn_fusion.206") == "ynn_fusion"
+  for name in ("ThunkExecutor::Execute", "end: copy.1197",
+               "ThreadpoolListener::Record", "$builtins isinstance",
+               "PjitFunction(counted)", "Wait for donation holds"):
+    assert not cpu_profile.is_op(name), name
+  assert cpu_profile.is_op("wrapped_reduce-window")
+
+
+def test_cpu_profile_summarize_trace():
+  cpu_profile = _script("cpu_profile")
+  ms = 1_000_000
+  # Two steps on two worker threads; a wrapper spans thread A, a `while`
+  # nests its body op (self time 2 ms, not 6), markers have no duration.
+  thread_a = [("ThunkExecutor::Execute", 0, 20 * ms),
+              ("ynn_fusion.1", 1 * ms, 8 * ms),
+              ("end: ynn_fusion.1", 9 * ms, 0),
+              ("while", 10 * ms, 6 * ms),
+              ("add_maximum_fusion.2", 11 * ms, 4 * ms),
+              ("ynn_fusion.1", 30 * ms, 8 * ms)]
+  thread_b = [("transpose_copy_fusion.3", 0, 4 * ms),
+              ("ThreadpoolListener::Record", 5 * ms, 1 * ms),
+              ("dot.4", 6 * ms, 2 * ms)]
+  python = [("ynn_fusion.1", 0, 100 * ms)]  # ignored: the Python line
+  p = cpu_profile.summarize_trace(
+      [("tf_XLAEigen/1", thread_a), ("tf_XLAEigen/2", thread_b),
+       ("python", python)],
+      steps=2, step_seconds=0.02, profiled_step_seconds=0.025,
+      flop_per_step=1e9, usable_cpus=2)
+  # Ops: 16 (conv) + 2 (while) + 4 (fusion) + 4 (transpose) + 2 (dot) ms.
+  assert p["op_thread_seconds_per_step"] == pytest.approx(0.014)
+  assert p["cores_busy"] == pytest.approx(0.014 / 0.02)
+  assert p["cores_busy_profiled"] == pytest.approx(0.014 / 0.025)
+  assert p["op_threads"] == 2 and p["usable_cpus"] == 2
+  assert p["threads"] == [
+      {"thread": "tf_XLAEigen", "op_seconds_per_step": 0.011},
+      {"thread": "tf_XLAEigen", "op_seconds_per_step": 0.003}]
+  cats = p["by_category"]
+  assert list(cats) == list(cpu_profile.CATEGORIES)
+  assert cats["convolution"] == {"seconds_per_step": 0.008,
+                                 "share": pytest.approx(16 / 28, rel=1e-3)}
+  assert cats["other"]["seconds_per_step"] == 0.001  # the while's own time
+  assert cats["reduction"] == {"seconds_per_step": 0.0, "share": 0.0}
+  assert sum(c["share"] for c in cats.values()) == pytest.approx(1, rel=1e-3)
+  assert p["top_ops"][0] == {"op": "ynn_fusion.1", "category": "convolution",
+                             "seconds_per_step": 0.008,
+                             "share": pytest.approx(16 / 28, rel=1e-3),
+                             "calls_per_step": 1.0}
+  assert [o["op"] for o in p["top_ops"]] == [
+      "ynn_fusion.1", "add_maximum_fusion.2", "transpose_copy_fusion.3",
+      "while", "dot.4"]
+  assert p["top_op_kinds"][0]["op_kind"] == "ynn_fusion"
+  # 1 GFLOP over 8 ms of convolution thread-time on 2 CPUs (4 ms of wall).
+  assert p["convolution_thread_seconds_per_step"] == 0.008
+  assert p["convolution_gflops_per_second_estimate"] == pytest.approx(250)
+  assert "ESTIMATE" in p["convolution_estimate_note"]
+  nan = cpu_profile.summarize_trace(
+      [("tf_XLAEigen/1", thread_a)], steps=1, step_seconds=1.0,
+      profiled_step_seconds=1.0, flop_per_step=float("nan"), usable_cpus=2)
+  assert nan["convolution_gflops_per_second_estimate"] is None
+
+
+def test_cpu_profile(fast_compiles):
+  del fast_compiles
+  obj = _run("cpu_profile", [
+      "--config=synthetic", "--variant=smoke", "--batch=1", "--warmup=1",
+      "--steps=2", "--profile_steps=1"])
+  c, r = obj["config"], obj["results"]
+  assert obj["benchmark"] == "cpu_profile"
+  assert c["batch"] == 1 and c["image_size"] == [32, 32] and c["profile"]
+  assert obj["hardware"]["jax_platform"] == "cpu"
+  assert isinstance(obj["hardware"]["cpu_isa"], list)
+  assert "xla_flags" in obj["hardware"]
+  for key in ("compile_seconds", "step_seconds_median", "flop_per_step",
+              "achieved_gflops_per_second", "params"):
+    assert _positive(r[key]), key
+  assert len(r["step_seconds_all"]) == 2 and r["loss_finite"]
+  assert r["achieved_gflops_per_second"] == pytest.approx(
+      r["flop_per_step"] / r["step_seconds_median"] / 1e9, rel=1e-3)
+  p = r["profile"]
+  assert p["profiled_steps"] == 1 and _positive(p["profiled_step_seconds"])
+  assert _positive(p["op_thread_seconds_per_step"]) and p["op_threads"] >= 1
+  assert p["cores_busy"] == pytest.approx(
+      p["op_thread_seconds_per_step"] / r["step_seconds_median"], rel=1e-3)
+  assert list(p["by_category"]) == list(_script("cpu_profile").CATEGORIES)
+  assert sum(v["share"] for v in p["by_category"].values()) == pytest.approx(
+      1, rel=1e-2)
+  assert p["by_category"]["convolution"]["share"] > 0  # a conv net
+  assert 1 <= len(p["top_ops"]) <= 15
+  assert p["top_ops"][0]["seconds_per_step"] >= p["top_ops"][-1][
+      "seconds_per_step"]
+
+
+def test_cpu_flags_speedups(monkeypatch):
+  """Speedups over the default and the best variant, from fake runs."""
+  cpu_profile = _script("cpu_profile")
+  steps = {"default": 2.0, "onednn": 2.5, "xnnpack": 1.6}
+  argvs = []
+
+  def fake_run(name, flags, argv, timeout_s):
+    argvs.append(argv)
+    assert flags == cpu_profile.FLAG_VARIANTS[name] and timeout_s == 9
+    if name == "ynnpack_off":
+      return {"variant": name, "flags": flags, "xla_flags": flags,
+              "ok": False, "error": "boom"}
+    s = steps[name]
+    return {"variant": name, "flags": flags, "xla_flags": flags or None,
+            "ok": True, "step_seconds_median": s,
+            "step_seconds_all": [s * 0.9, s, s * 1.1],
+            "achieved_gflops_per_second": 10 / s,
+            "speedup_over_default": None, "batch": 8,
+            "image_size": [128, 128]}
+
+  monkeypatch.setattr(cpu_profile, "run_variant", fake_run)
+  _, r = cpu_profile.flags_sweep(
+      ["lidc"], ["default", "onednn", "xnnpack", "ynnpack_off"],
+      variant=None, batch=None, image_size=None, warmup=1, steps=3,
+      profile_steps=1, profile=False, timeout_s=9)
+  assert argvs[0] == ["--config=lidc", "--warmup=1", "--steps=3",
+                      "--profile_steps=1", "--no_profile"]
+  lidc = r["by_config"]["lidc"]
+  rows = lidc["by_variant"]
+  assert rows["default"]["speedup_over_default"] == 1.0
+  assert rows["onednn"]["speedup_over_default"] == 0.8
+  assert rows["xnnpack"]["speedup_over_default"] == 1.25
+  assert lidc["best_variant"] == "xnnpack"
+  assert lidc["best_speedup_over_default"] == 1.25
+  assert lidc["default_step_seconds_spread"] == pytest.approx(0.2)
+  assert lidc["batch"] == 8 and not rows["ynnpack_off"]["ok"]
+  with pytest.raises(ValueError, match="unknown"):
+    cpu_profile.flags_sweep(["lidc"], ["nope"], variant=None, batch=None,
+                            image_size=None, warmup=1, steps=1,
+                            profile_steps=1, profile=False, timeout_s=9)
+
+
+def test_cpu_flags_bad_flag(monkeypatch):
+  """A flag variant that XLA refuses is an error entry, not a crash."""
+  cpu_profile = _script("cpu_profile")
+  bad = "--xla_cpu_this_flag_does_not_exist=1"
+  monkeypatch.setattr(cpu_profile, "FLAG_VARIANTS", {"default": "",
+                                                     "bad": bad})
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  obj = _run("cpu_profile", [
+      "--flags_sweep", "--configs=synthetic", "--variant=smoke",
+      "--variants=bad", "--batch=1", "--steps=1", "--no_profile"],
+      key="cpu_flags")
+  assert obj["benchmark"] == "cpu_flags"
+  assert obj["results"]["variants"] == {"bad": bad}
+  cfg = obj["results"]["by_config"]["synthetic"]
+  row = cfg["by_variant"]["bad"]
+  assert not row["ok"] and row["xla_flags"] == bad
+  assert row["returncode"] != 0
+  assert "xla_cpu_this_flag_does_not_exist" in row["error"]
+  assert cfg["best_variant"] is None and cfg["batch"] is None
+
+
+# ----------------------------------------------------------------------------
 # run_all.py (last: summarises what the tests above produced).
 # ----------------------------------------------------------------------------
 
@@ -316,6 +500,14 @@ def test_run_all(tmp_path):
   run_all = _script("run_all")
   names = [b.name for b in run_all.benchmarks(False, str(tmp_path))]
   assert names[0] == "train_step" and names[-1] == "input_pipeline"
+  assert {"cpu_profile_lidc", "cpu_profile_synthetic", "cpu_flags"} <= set(
+      names)
+  accelerator = run_all.benchmarks(True, str(tmp_path))
+  assert not [b for b in accelerator if b.script == "cpu_profile.py"]
+  # sampling times the full LIDC models by default, on CPU too.
+  (hpunet,) = [b for b in run_all.benchmarks(False, str(tmp_path))
+               if b.name == "sampling_hpunet"]
+  assert hpunet.args == ("--model=hpunet",)
   bench = run_all.Benchmark("evaluation", "evaluation.py",
                             ("--images=8", "--samples=2", "--chunk=4"))
   obj = run_all.run_benchmark(bench, str(tmp_path))
