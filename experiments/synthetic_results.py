@@ -757,6 +757,45 @@ def comparison_table(results, runs, oracle_result) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _results_dir(name: str, results) -> str:
+  """The folder with `name`'s per-image GED^2 at 1/4/8/16 samples."""
+  if _curve(results[name]) is None:
+    return os.path.join(RESULTS, name, "seed0_curve")
+  return os.path.join(RESULTS, name)
+
+
+def wilcoxon_table(results) -> str:
+  """The paper's significance test: the HPU-Net against every other
+  comparison model, Wilcoxon signed-rank on per-image GED^2 against the
+  modes at 16 samples (`hpunet.comparison`; an image's value is its mean
+  over the seeds a folder holds)."""
+  from hpunet import comparison  # pylint: disable=g-import-not-at-top
+  if "hpunet" not in results:
+    return ""
+  a_dir = _results_dir("hpunet", results)
+  if not os.path.exists(os.path.join(a_dir, "per_image.npz")):
+    return ""
+  a = comparison.load(a_dir)
+  lines = ["| HPU-Net vs | HPU-Net | other | p (two-sided) | better |",
+           "|---|---|---|---|---|"]
+  for name in COMPARISON[1:]:
+    if name not in results:
+      continue
+    b_dir = _results_dir(name, results)
+    if not os.path.exists(os.path.join(b_dir, "per_image.npz")):
+      continue
+    rows = comparison.compare(a, comparison.load(b_dir),
+                              names=("HPU-Net", RUNS[name][2]))
+    row = next((r for r in rows if r["metric"] == "ged_modes" and
+                r["num_samples"] == MODEL_SAMPLES), None)
+    if row is None:
+      continue
+    lines.append(f"| {RUNS[name][2]} | {row['mean_a']:.3f} | "
+                 f"{row['mean_b']:.3f} | {row['p_value']:.1e} | "
+                 f"{row['better']} |")
+  return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
 def readme_tables(results, runs, oracle_result, diagnoses) -> str:
   """The 64x64 tables, the sPU-Net paper's comparison, then the 128x128
   tables with their own oracle."""
@@ -770,6 +809,11 @@ def readme_tables(results, runs, oracle_result, diagnoses) -> str:
              "benchmark, same data and schedule for every model; GED² against"
              " the 18 modes with the first n of 16 samples per image:\n\n"
              + comparison)
+    wilcoxon = wilcoxon_table(results)
+    if wilcoxon:
+      body += ("\nThe paper's Wilcoxon signed-rank test on the per-image GED²"
+               " against the modes at 16 samples (HPU-Net: the run its "
+               "1/4/8-sample column comes from):\n\n" + wilcoxon)
   if any(n in results for n in S128_RUNS):
     body += ("\nAt 128×128 (`synthetic/s128`: spots of radius 3.2 px; "
              "reference row from the 128×128 test set):\n\n" +
