@@ -82,6 +82,7 @@ def benchmarks(accelerator: bool, out_dir: str) -> list[Benchmark]:
       Benchmark("spatial_memory", "spatial_memory.py", ()),
       Benchmark("sampling_hpunet", "sampling.py", ("--model=hpunet",) + size),
       Benchmark("sampling_spunet", "sampling.py", ("--model=spunet",) + size),
+      Benchmark("ensemble_members", "ensemble_members.py", ()),
       Benchmark("clustering", "clustering.py", ()),
       Benchmark("evaluation", "evaluation.py", ()),
       Benchmark("input_pipeline", "input_pipeline.py",
@@ -265,6 +266,20 @@ def _cpu_flags(obj) -> tuple[str, str]:
   return what, "; ".join(parts)
 
 
+def _ensemble_members(obj) -> tuple[str, str]:
+  c, r = obj["config"], obj["results"]
+  h, w = c["image_size"]
+  what = (f"U-Net Ensemble train step, `{c['config']}`, M = "
+          f"{c['num_members']}, {h}×{w}, batch {c['batch']}: members "
+          "batched (vmap) vs unrolled")
+  items = [f"{loop} {_g(v['step_seconds_median'])} s/step"
+           for loop, v in r["by_loop"].items()]
+  text = ", ".join(items)
+  if r.get("vmap_over_unroll_step_time") is not None:
+    text += f" (vmap / unroll = {r['vmap_over_unroll_step_time']:.3g})"
+  return what, text
+
+
 def _clustering(obj) -> tuple[str, str]:
   what = "Hamming clustering + post-processing (best of repeats)"
   items = [f"{name}: {_g(v['seconds_cluster'][0])} s + "
@@ -306,6 +321,7 @@ _SUMMARIES: dict[str, Callable[[dict], tuple[str, str]]] = {
     "sampling": _sampling,
     "cpu_profile": _cpu_profile,
     "cpu_flags": _cpu_flags,
+    "ensemble_members": _ensemble_members,
     "clustering": _clustering,
     "evaluation": _evaluation,
     "input_pipeline": _input_pipeline,

@@ -30,10 +30,11 @@ interruption; training resumes from its last checkpoint):
 Committed results name the runs' workdirs relative to `--root`, so they hold
 no machine paths.
 
-Total cost on an idle 2-core CPU: about 4 hours of training (23 runs: most
-of 6-13 minutes at 64x64, the 128x128 ones 14-35 minutes, the 3x-steps one
-25), about 30 minutes of evaluation, 8 minutes for the two oracles and 5-30
-minutes per diagnosed run (the 128x128 one the longest).
+Total cost on an idle 2-core CPU: about 5 hours of training (29 runs: most
+of 6-13 minutes at 64x64, the 4-member ensemble about 15, the 128x128 ones
+14-35 minutes, the 3x-steps one 25), about 40 minutes of evaluation, 8
+minutes for the two oracles and 5-30 minutes per diagnosed run (the
+128x128 one the longest).
 """
 
 import argparse
