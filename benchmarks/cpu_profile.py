@@ -297,17 +297,6 @@ def _trace_lines(trace_dir: str):
 # ----------------------------------------------------------------------------
 
 
-def _run_steps(setup, state, n):
-  times = []
-  metrics = None
-  for _ in range(n):
-    t = time.perf_counter()
-    state, metrics = setup.step.fn(state, setup.batch)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - t)
-  return state, metrics, times
-
-
 def measure(config_name: str, *, variant: str | None = None,
             batch: int | None = None,
             image_size: tuple[int, int] | None = None, warmup: int = 2,
@@ -326,8 +315,8 @@ def measure(config_name: str, *, variant: str | None = None,
   used, mesh_note = train_step.fit_mesh(config, batch_size, jax.devices("cpu"))
   setup = train_step.prepare(config, batch_size, image_size, used)
   c = train_step.compile_step(setup)
-  state, _, _ = _run_steps(setup, setup.state, max(warmup, 1))
-  state, metrics, times = _run_steps(setup, state, steps)
+  state, _, _ = train_step.run_steps(setup, setup.state, max(warmup, 1))
+  state, metrics, times = train_step.run_steps(setup, state, steps)
   step_s = statistics.median(times)
   flop_per_step = c["flops_per_device"] * len(used)
   results = {
@@ -351,7 +340,8 @@ def measure(config_name: str, *, variant: str | None = None,
       options = jax.profiler.ProfileOptions()
       options.python_tracer_level = 0  # Python events only add overhead
       with jax.profiler.trace(folder, profiler_options=options):
-        state, metrics, profiled = _run_steps(setup, state, profile_steps)
+        state, metrics, profiled = train_step.run_steps(
+            setup, state, profile_steps)
       profiled_s = sum(profiled) / len(profiled)  # as the op times: a mean
       results["profile"] = summarize_trace(
           _trace_lines(folder), steps=profile_steps, step_seconds=step_s,

@@ -25,7 +25,6 @@ Prints ONE JSON object (benchmarks/common.py).
 
 import argparse
 import statistics
-import time
 from typing import Any
 
 import common  # benchmarks/common.py (also puts the repo on sys.path)
@@ -43,14 +42,8 @@ def time_loop(config, loop: str, batch: int, steps: int) -> dict[str, Any]:
   setup = train_step.prepare(config, batch, tuple(config.input.crop_size),
                              used)
   compiled = train_step.compile_step(setup)
-  state, metrics = setup.step.fn(setup.state, setup.batch)  # warm-up
-  jax.block_until_ready(metrics)
-  times = []
-  for _ in range(steps):
-    t = time.perf_counter()
-    state, metrics = setup.step.fn(state, setup.batch)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - t)
+  state, _, _ = train_step.run_steps(setup, setup.state, 1)  # warm-up
+  _, _, times = train_step.run_steps(setup, state, steps)
   step_s = statistics.median(times)
   return {"compile_seconds": round(compiled["compile_seconds"], 2),
           "step_seconds_median": round(step_s, 6),

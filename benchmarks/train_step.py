@@ -232,6 +232,17 @@ def mfu_fields(device_kind: str, dtype: str, flop_per_step: float,
           "peak_source": source, "mfu": mfu, "mfu_note": note}
 
 
+def run_steps(setup: Setup, state, n: int):
+  """Runs `n` steps on the fixed batch: (state, last metrics, seconds each)."""
+  times, metrics = [], None
+  for _ in range(n):
+    t = time.perf_counter()
+    state, metrics = setup.step.fn(state, setup.batch)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - t)
+  return state, metrics, times
+
+
 def time_dtype(config: ml_collections.ConfigDict, dtype: str,
                batch_size: int, image_size: tuple[int, int], devices, *,
                steps: int, peak_tflops: float | None) -> dict[str, Any]:
@@ -241,14 +252,8 @@ def time_dtype(config: ml_collections.ConfigDict, dtype: str,
   setup = prepare(config, batch_size, image_size, devices)
   c = compile_step(setup)
   state = setup.state
-  state, metrics = setup.step.fn(state, setup.batch)  # warm-up (compiled)
-  jax.block_until_ready(metrics)
-  times = []
-  for _ in range(steps):
-    t = time.perf_counter()
-    state, metrics = setup.step.fn(state, setup.batch)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - t)
+  state, _, _ = run_steps(setup, state, 1)  # warm-up (compiled)
+  state, metrics, times = run_steps(setup, state, steps)
   n = setup.num_devices
   step_s = round(statistics.median(times), 6)
   flop_per_step = c["flops_per_device"] * n

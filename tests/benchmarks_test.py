@@ -249,6 +249,24 @@ def test_sampling(fast_compiles):
   assert r["reuse_compile_seconds"] >= 0
 
 
+def test_ensemble_members(fast_compiles):
+  del fast_compiles
+  obj = _run("ensemble_members", ["--variant=smoke", "--batch=2",
+                                  "--steps=1"])
+  c, r = obj["config"], obj["results"]
+  assert c["num_members"] == 3 and c["loops"] == ["unroll", "vmap"]
+  assert c["image_size"] == [32, 32]
+  for loop in ("unroll", "vmap"):
+    v = r["by_loop"][loop]
+    assert len(v["step_seconds_all"]) == 1 and _positive(
+        v["step_seconds_median"])
+    assert v["images_per_second"] == pytest.approx(
+        2 / v["step_seconds_median"], rel=1e-3)
+  assert r["vmap_over_unroll_step_time"] == pytest.approx(
+      r["by_loop"]["vmap"]["step_seconds_median"] /
+      r["by_loop"]["unroll"]["step_seconds_median"], rel=1e-2)
+
+
 def test_clustering():
   obj = _run("clustering", ["--repeats=1", "--cityscapes_shape=4,64,128",
                             "--snemi_shape=4,64,64"])
