@@ -292,6 +292,18 @@ def load_config(name: str):
   return config
 
 
+def _evaluate_into(name: str, workdirs, out_dir: str, root: str,
+                   log_name: str) -> None:
+  """`hpunet.evaluate` of `name`'s workdirs (16 samples per test image)
+  into `out_dir`, its JSON then naming the workdirs relative to `root`."""
+  _run([sys.executable, "-m", "hpunet.evaluate",
+        f"--config={config_file(name)}", *overrides(name),
+        "--workdir=" + ",".join(workdirs), "--split=test",
+        f"--num_samples={MODEL_SAMPLES}", f"--out_dir={out_dir}"],
+       os.path.join(root, name, log_name))
+  relative_workdirs(out_dir, root)
+
+
 def evaluate(root: str, only) -> None:
   for name, (_, seeds, *_) in RUNS.items():
     if only and name not in only:
@@ -311,12 +323,7 @@ def evaluate(root: str, only) -> None:
     if _evaluated(out_dir, workdirs, [r["step"] for r in runs], root):
       print(f"{out_dir}: evaluated", flush=True)
     else:
-      _run([sys.executable, "-m", "hpunet.evaluate",
-            f"--config={config_file(name)}", *overrides(name),
-            "--workdir=" + ",".join(workdirs), "--split=test",
-            "--num_samples=16", f"--out_dir={out_dir}"],
-           os.path.join(root, name, "eval.log"))
-      relative_workdirs(out_dir, root)
+      _evaluate_into(name, workdirs, out_dir, root, "eval.log")
     with open(os.path.join(out_dir, "runs.json"), "w", encoding="utf-8") as f:
       json.dump(runs, f, indent=2)
 
@@ -327,15 +334,11 @@ def evaluate_curves(root: str, only) -> None:
     if only and name not in only:
       continue
     out_dir = os.path.join(RESULTS, name, "seed0_curve")
-    workdir = run_dir(root, name, 0)
     if os.path.exists(os.path.join(out_dir, "results.json")):
       print(f"{out_dir}: evaluated", flush=True)
       continue
-    _run([sys.executable, "-m", "hpunet.evaluate",
-          f"--config={config_file(name)}", *overrides(name),
-          f"--workdir={workdir}", "--split=test", "--num_samples=16",
-          f"--out_dir={out_dir}"], os.path.join(root, name, "eval_curve.log"))
-    relative_workdirs(out_dir, root)
+    _evaluate_into(name, [run_dir(root, name, 0)], out_dir, root,
+                   "eval_curve.log")
 
 
 def _bootstrap_table(per_image: dict) -> dict:

@@ -330,10 +330,10 @@ def _check_loss(config) -> None:
     check_number(loss.free_bits, "config.loss.free_bits", low=0,
                  what="nats per latent level, 0 = off")
   decay = loss.get("level_dropout_decay_steps")
-  if decay is not None and tuple(decay) != (0, 0):
-    ok = (isinstance(decay, (tuple, list)) and len(decay) == 2 and
-          all(_is_int(x) for x in decay) and 0 <= decay[0] < decay[1])
-    if not ok:
+  is_pair = (isinstance(decay, (tuple, list)) and len(decay) == 2 and
+             all(_is_int(x) for x in decay))
+  if decay is not None and not (is_pair and tuple(decay) == (0, 0)):
+    if not (is_pair and 0 <= decay[0] < decay[1]):
       raise UserError(
           f"config.loss.level_dropout_decay_steps={decay!r}: expected "
           "(start, end), integers with 0 <= start < end ((0, 0) = off).")
