@@ -59,6 +59,25 @@ def _fake(mean, runs=3):
   return {"table": table, "num_runs": runs, "num_images": 200}
 
 
+def test_train_stage_runs_only_the_chosen_seeds(tmp_path, monkeypatch):
+  commands = []
+
+  def fake_run(cmd, log_path):  # what _run leaves behind, without training
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    commands.append(cmd)
+    return 1.0
+
+  monkeypatch.setattr(exp, "_run", fake_run)
+  exp.main(["--root", str(tmp_path), "--stages=train", "--only=hpunet",
+            "--seeds=1,2"])
+  assert [c[-1] for c in commands] == ["--config.seed=1", "--config.seed=2"]
+  # A seed already trained (wall_time.json written) is not trained again.
+  exp.main(["--root", str(tmp_path), "--stages=train", "--only=hpunet"])
+  assert [c[-1] for c in commands[2:]] == ["--config.seed=0"]
+  with pytest.raises(SystemExit):
+    exp.main(["--root", str(tmp_path), "--stages=train", "--seeds=one"])
+
+
 def test_markdown_tables():
   results = {"hpunet": _fake(0.5), "spunet": _fake(0.25)}
   del results["spunet"]["table"]["mode_tv"]
