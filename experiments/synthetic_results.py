@@ -156,7 +156,7 @@ RUNS = {
     "s128_elbo_b3": ("synthetic_no_topk:s128", (0,),
                      "HPU-Net, 128x128, ELBO β = 3", "as s128_elbo, beta 3",
                      ("--config.loss.type=elbo", "--config.loss.beta=3.0")),
-    "s128_elbo_b10": ("synthetic_no_topk:s128", (0,),
+    "s128_elbo_b10": ("synthetic_no_topk:s128", (0, 1, 2),
                       "HPU-Net, 128x128, ELBO β = 10", "as s128_elbo, beta 10",
                       ("--config.loss.type=elbo", "--config.loss.beta=10.0")),
     "s128_elbo_b30": ("synthetic_no_topk:s128", (0,),
