@@ -41,6 +41,8 @@ import argparse
 import ast
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -340,7 +342,13 @@ def load_config(name: str):
 def _evaluate_into(name: str, workdirs, out_dir: str, root: str,
                    log_name: str) -> None:
   """`hpunet.evaluate` of `name`'s workdirs (16 samples per test image)
-  into `out_dir`, its JSON then naming the workdirs relative to `root`."""
+  into `out_dir`, its JSON then naming the workdirs relative to `root`.
+  The figures of an earlier evaluation go first: one seed writes
+  `figures/`, several write `run<k>/`, and neither may outlive its JSON."""
+  for old in ["figures"] + [d for d in (os.listdir(out_dir) if
+                                        os.path.isdir(out_dir) else ())
+                            if re.fullmatch(r"run\d+", d)]:
+    shutil.rmtree(os.path.join(out_dir, old), ignore_errors=True)
   _run([sys.executable, "-m", "hpunet.evaluate",
         f"--config={config_file(name)}", *overrides(name),
         "--workdir=" + ",".join(workdirs), "--split=test",

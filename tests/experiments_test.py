@@ -78,6 +78,18 @@ def test_train_stage_runs_only_the_chosen_seeds(tmp_path, monkeypatch):
     exp.main(["--root", str(tmp_path), "--stages=train", "--seeds=one"])
 
 
+def test_evaluation_removes_the_figures_of_an_earlier_one(tmp_path,
+                                                         monkeypatch):
+  out = tmp_path / "out"
+  for stale in ("figures", "run0/figures", "run1"):
+    (out / stale).mkdir(parents=True)
+  (out / "diagnosis.json").write_text("{}")  # another stage's output
+  monkeypatch.setattr(exp, "_run", lambda cmd, log: 1.0)
+  monkeypatch.setattr(exp, "relative_workdirs", lambda out_dir, root: None)
+  exp._evaluate_into("hpunet", ["w0"], str(out), str(tmp_path), "eval.log")
+  assert sorted(os.listdir(out)) == ["diagnosis.json"]
+
+
 def test_markdown_tables():
   results = {"hpunet": _fake(0.5), "spunet": _fake(0.25)}
   del results["spunet"]["table"]["mode_tv"]
