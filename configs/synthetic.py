@@ -92,6 +92,9 @@ def get_config(arg=None):
       # model.HierarchicalProbUNet.train_outputs and the README's results.
       level_dropout_rate=0.0,
       level_dropout_from=1,
+      # The 1x1 latent also at every finer decoder scale (not in the papers;
+      # off): see model.HierarchicalProbUNet and the README's results.
+      global_latent_skips=False,
   ))
 
   # --- Loss.

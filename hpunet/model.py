@@ -111,6 +111,12 @@ def _identity(x: Array) -> Array:
   return x
 
 
+def _repeat_to(z: Array, like: Array) -> Array:
+  """[B, h, w, Z] nearest-neighbour up to `like`'s [H, W] (a multiple)."""
+  fh, fw = like.shape[1] // z.shape[1], like.shape[2] // z.shape[2]
+  return jnp.repeat(jnp.repeat(z.astype(like.dtype), fh, axis=1), fw, axis=2)
+
+
 class _HierarchicalCore(hk.Module):
   """A U-Net encoder plus a truncated decoder with per-level latents."""
 
@@ -122,9 +128,11 @@ class _HierarchicalCore(hk.Module):
                blocks_per_level: int,
                decode_last_level: bool = True,
                activation_constraint: Constraint = None,
+               global_latent_skips: bool = False,
                name: Optional[str] = None):
     super().__init__(name=name)
     self._latent_dims = tuple(latent_dims)
+    self._global_latent_skips = bool(global_latent_skips)
     self._channels = tuple(channels_per_block)
     self._down_channels = tuple(down_channels_per_block)
     self._constrain = activation_constraint or _identity
@@ -220,6 +228,9 @@ class _HierarchicalCore(hk.Module):
         break  # the posterior stops after its last head
       if z is not None:
         d = jnp.concatenate([z.astype(d.dtype), d], axis=-1)  # z first
+      if self._global_latent_skips and i > 0:
+        # The 1x1 sample again, next to z_i (option; see HierarchicalProbUNet)
+        d = jnp.concatenate([_repeat_to(used_latents[0], d), d], axis=-1)
       d = self._constrain(unet_utils.resize_up(d))
       skip = encoder_outputs[num_levels - 2 - i]
       d = jnp.concatenate([d, skip], axis=-1)  # skip last
@@ -248,8 +259,10 @@ class _StitchingDecoder(hk.Module):
                convs_per_block: int,
                blocks_per_level: int,
                activation_constraint: Constraint = None,
+               global_latent_skips: bool = False,
                name: Optional[str] = None):
     super().__init__(name=name)
+    self._global_latent_skips = bool(global_latent_skips)
     self._start_level = num_latent_levels + 1
     self._num_levels = len(channels_per_block)
     self._constrain = activation_constraint or _identity
@@ -264,12 +277,15 @@ class _StitchingDecoder(hk.Module):
     self._logits = unet_utils.conv(num_classes, 1, name="logits")
 
   def __call__(self, encoder_features: Sequence[Array],
-               decoder_features: Array) -> Array:
+               decoder_features: Array,
+               global_latent: Optional[Array] = None) -> Array:
     d = decoder_features
     for level in range(self._start_level, self._num_levels):
       d = self._constrain(unet_utils.resize_up(d))
       d = jnp.concatenate(
           [d, encoder_features[self._num_levels - 1 - level]], axis=-1)
+      if self._global_latent_skips:  # [B, H_l, W_l, Z_0 + C + C_skip]
+        d = jnp.concatenate([_repeat_to(global_latent, d), d], axis=-1)
       for block in self._blocks[level]:
         d = block(d)
       d = self._constrain(d)
@@ -283,6 +299,16 @@ class HierarchicalProbUNet(hk.Module):
   scalar latents on 1x1, 2x2, 4x4, 8x8 grids (85 latents), 3 res-blocks of
   3 convs per scale, 2 classes. SNEMI3D and Cityscapes (and non-square inputs
   such as 512x1024 with a 2x4 bottom) are other arguments; see `configs/`.
+
+  `global_latent_skips` (not in the papers, off by default): the most global
+  level's latent (the 1x1 grid; nearest-neighbour repeated) is concatenated
+  again at every finer scale, of both cores' decoders and of `f_comb`, as
+  StyleGAN and NVAE hand a global code to every scale. In the faithful model
+  it enters only at the bottleneck, seven resolution steps from the logits,
+  and on the synthetic benchmark the decoder never learns to read it (its KL
+  stays near 0 while the fine levels spell the global factor out cell by
+  cell); with the skips a global factor can be drawn from one latent at the
+  resolution where it is seen.
   """
 
   def __init__(self,
@@ -295,6 +321,7 @@ class HierarchicalProbUNet(hk.Module):
                activation_constraint: Constraint = None,
                level_dropout_rate: float = 0.0,
                level_dropout_from: int = 1,
+               global_latent_skips: bool = False,
                name: str = "hpunet"):
     super().__init__(name=name)
     if not 0.0 <= level_dropout_rate < 1.0:
@@ -330,6 +357,10 @@ class HierarchicalProbUNet(hk.Module):
       raise ValueError(
           f"level_dropout_from={level_dropout_from} must be in [1, "
           f"{len(latent_dims) - 1}] for {len(latent_dims)} latent levels.")
+    if global_latent_skips and not latent_dims[0]:
+      raise ValueError(f"global_latent_skips needs a latent on the most global"
+                       f" level, but latent_dims is {latent_dims}.")
+    self._global_latent_skips = bool(global_latent_skips)
     self._latent_dims = latent_dims
     self._channels = channels_per_block
     core_kwargs = dict(
@@ -338,7 +369,8 @@ class HierarchicalProbUNet(hk.Module):
         down_channels_per_block=down_channels_per_block,
         convs_per_block=convs_per_block,
         blocks_per_level=blocks_per_level,
-        activation_constraint=activation_constraint)
+        activation_constraint=activation_constraint,
+        global_latent_skips=self._global_latent_skips)
     self._prior = _HierarchicalCore(name="prior", **core_kwargs)
     self._posterior = _HierarchicalCore(
         name="posterior", decode_last_level=False, **core_kwargs)
@@ -350,6 +382,7 @@ class HierarchicalProbUNet(hk.Module):
         convs_per_block=convs_per_block,
         blocks_per_level=blocks_per_level,
         activation_constraint=activation_constraint,
+        global_latent_skips=self._global_latent_skips,
         name="f_comb")
 
   @property
@@ -376,7 +409,8 @@ class HierarchicalProbUNet(hk.Module):
               own_mean=None):
     prior = self._prior.decode(prior_encoding, mean=mean, z_q=z_q, noise=noise,
                                own_mean=own_mean)
-    logits = self._f_comb(prior.encoder_features, prior.decoder_features)
+    logits = self._f_comb(prior.encoder_features, prior.decoder_features,
+                          prior.used_latents[0])
     return logits, prior
 
   def sample(self, img: Array, *, mean: MeanFlags = False,

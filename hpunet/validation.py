@@ -246,6 +246,13 @@ def check_model(config) -> None:
           f"config.model.level_dropout_from={start!r}: expected an integer "
           f"in [1, {levels - 1}] (the first of the {levels} latent levels, "
           "coarse -> fine, that is dropped).")
+  if config.model.get("global_latent_skips"):  # model.py option, off if absent
+    dims = tuple(config.model.get("latent_dims") or ())
+    if not dims or not dims[0]:
+      raise UserError(
+          "config.model.global_latent_skips=True: expected a latent on the "
+          f"most global level, but config.model.latent_dims={dims!r} has "
+          "none there (its first entry must be > 0).")
   try:  # The constructor's own argument checks (no parameters are made).
     networks_lib.make_networks(config.model)
   except ValueError as e:

@@ -281,6 +281,63 @@ def test_level_dropout_scale_schedules_the_rate():
       [1.0, 1.0, 0.75, 0.0, 0.0])
 
 
+def test_global_latent_skips_only_add_inputs_for_the_1x1_latent():
+  """`global_latent_skips`: the 1x1 latent is concatenated first at every
+  finer scale, so with zero weights on those input channels the model is the
+  faithful one; with its own initial weights the 1x1 level moves the
+  output far more than through the bottleneck alone."""
+  seg, img = _inputs()
+  networks, params = _networks_and_params()
+  skips = networks_lib.make_networks(_model_config(global_latent_skips=True))
+  skip_params = jax.jit(skips.init)(jax.random.key(0), seg=seg, img=img)
+  assert set(skip_params) == set(params)
+  z0 = _LATENT_DIMS[0]
+  grown = []
+  embedded = {}
+  for module, p in skip_params.items():
+    embedded[module] = {}
+    for k, w in p.items():
+      old = params[module][k]
+      if w.shape != old.shape:  # the input channels of a block's first conv
+        assert w.shape[:2] + w.shape[3:] == old.shape[:2] + old.shape[3:]
+        assert w.shape[2] == old.shape[2] + z0  # z_0 first
+        grown.append(module)
+        w = jnp.concatenate([jnp.zeros_like(w[:, :, :z0]), old], axis=2)
+      else:
+        w = old
+      embedded[module][k] = w
+  # Every decoder block below the 1x1 level, in both cores, and every f_comb
+  # level takes z_0: the prior's 2 finer latent levels, the posterior's 1,
+  # f_comb's 5 - 3 - 1 = 1 (conv_0 and skip_projection each).
+  assert sorted({m.split("/~/")[1] for m in grown}) == [
+      "f_comb", "posterior", "prior"]
+  assert len(grown) == 2 * (2 + 1 + 1)
+  rng = jax.random.key(3)
+  sample = jax.jit(networks.sample_n, static_argnames="num_samples")
+  np.testing.assert_allclose(
+      sample(params, rng, img, num_samples=2),
+      jax.jit(skips.sample_n, static_argnames="num_samples")(
+          embedded, rng, img, num_samples=2), rtol=1e-5, atol=1e-6)
+  faithful_kl = jax.jit(networks.train_outputs)(params, rng, seg=seg,
+                                                img=img).kl
+  skip_kl = jax.jit(skips.train_outputs)(embedded, rng, seg=seg, img=img).kl
+  np.testing.assert_allclose(np.stack(skip_kl), np.stack(faithful_kl),
+                             rtol=1e-5, atol=1e-6)
+
+  # At initialisation the 1x1 level already moves the output: sampled alone
+  # (finer levels at their conditional prior mean), it spreads the
+  # foreground probability far more than through the bottleneck alone.
+  only_global = (False, True, True)
+  def spread(nets, p):
+    logits = jax.jit(nets.sample_n, static_argnames=("num_samples", "mean"))(
+        p, rng, img, num_samples=8, mean=only_global)  # [S, B, H, W, K]
+    return float(jax.nn.softmax(logits)[..., 1].std(axis=0).mean())
+  assert spread(skips, skip_params) > 3 * spread(networks, params)
+  with pytest.raises(ValueError, match="global_latent_skips"):
+    networks_lib.make_networks(_model_config(global_latent_skips=True,
+                                             latent_dims=(0, 2, 1)))
+
+
 def test_mean_and_z_q_semantics():
   networks, params = _networks_and_params()
   _, img = _inputs()
