@@ -540,6 +540,15 @@ METRIC_ROWS = (
     ("var_full_spots", "Variance ratio, spots (global factor)", "→ 1"),
     ("var_full_blobs", "Variance ratio, ambiguous blobs", "→ 1"),
     ("var_full_rings", "Variance ratio, thin/thick rings", "→ 1"),
+    # The scale-separation targets (HPU-Net only; the others "–").
+    ("var_only_most_global_spots",
+     "Variance ratio, spots, only the most global level sampled", "≥ 0.6"),
+    ("var_only_most_global_rings",
+     "Variance ratio, rings, only the most global level sampled", "≤ 0.2"),
+    ("var_only_most_local_rings",
+     "Variance ratio, rings, only the most local level sampled", "≥ 0.5"),
+    ("var_only_most_local_spots",
+     "Variance ratio, spots, only the most local level sampled", "≤ 0.2"),
 )
 SCALE_MODES = (("full", "all levels"),
                ("only_most_global", "only the most global (1x1)"),
