@@ -308,7 +308,8 @@ class HierarchicalProbUNet(hk.Module):
   and on the synthetic benchmark the decoder never learns to read it (its KL
   stays near 0 while the fine levels spell the global factor out cell by
   cell); with the skips a global factor can be drawn from one latent at the
-  resolution where it is seen.
+  resolution where it is seen. (On that benchmark this alone does not move
+  the global factor to the 1x1 level: README, "Round 7".)
   """
 
   def __init__(self,
