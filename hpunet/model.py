@@ -185,6 +185,7 @@ class _HierarchicalCore(hk.Module):
       encoder_outputs: from `encode`, fine -> coarse.
       mean: per-level flags (coarse -> fine) to use the conditional mean.
       z_q: per-level latents to use instead of sampling; overrides `mean`.
+        A None entry leaves that level as `mean` says (sampled by default).
       noise: per-level standard-normal draws `eps` to use for sampled levels
         (`z = mu + sigma * eps`); drawn from Haiku's RNG if not given.
       own_mean: per-level bool [B] or None (latent level dropout, training
@@ -211,7 +212,7 @@ class _HierarchicalCore(hk.Module):
         mu_log_sigma = head(d)  # [B, h_i, w_i, 2 Z_i]
         dist = Gaussian(loc=mu_log_sigma[..., :self._latent_dims[i]],
                         log_scale=mu_log_sigma[..., self._latent_dims[i]:])
-        if z_q is not None:
+        if z_q is not None and z_q[i] is not None:
           z = z_q[i]
           if own_mean is not None and own_mean[i] is not None:
             z = jnp.where(own_mean[i][:, None, None, None],
@@ -465,7 +466,9 @@ class HierarchicalProbUNet(hk.Module):
 
   def reconstruct(self, *, seg: Array, img: Array,
                   mean: MeanFlags = False,
-                  own_prior_mean=None) -> ReconstructionOutput:
+                  own_prior_mean=None,
+                  posterior_z: Optional[Sequence[Optional[Array]]] = None
+                  ) -> ReconstructionOutput:
     """Decodes the posterior's latents through the prior path.
 
     Args:
@@ -477,12 +480,18 @@ class HierarchicalProbUNet(hk.Module):
       own_prior_mean: per-level bool [B] or None: where True, the decoder
         uses its conditional prior's mean at that level instead of the
         posterior's sample (latent level dropout, see `train_outputs`).
+      posterior_z: per-level latents, or None: a given entry replaces the
+        posterior's sample at that level, in the posterior's own decoder and
+        in the prior's (None entries are sampled as usual). For controlled
+        experiments: a known code of the annotation on a level (the
+        synthetic benchmark's `experiments/global_code.py`).
 
     Returns:
       `ReconstructionOutput`.
     """
     self._check_inputs(img, seg)
-    posterior = self._posterior(self._posterior_input(seg, img), mean=mean)
+    posterior = self._posterior(self._posterior_input(seg, img), mean=mean,
+                                z_q=posterior_z)
     logits, prior = self._decode(self._prior.encode(img),
                                  z_q=posterior.used_latents,
                                  own_mean=own_prior_mean)
@@ -494,7 +503,8 @@ class HierarchicalProbUNet(hk.Module):
     return self.train_outputs(seg=seg, img=img).kl
 
   def train_outputs(self, *, seg: Array, img: Array,
-                    level_dropout_scale: Optional[Array] = None
+                    level_dropout_scale: Optional[Array] = None,
+                    posterior_z: Optional[Sequence[Optional[Array]]] = None
                     ) -> TrainOutputs:
     """Everything a training step needs, each pass run exactly once.
 
@@ -521,6 +531,10 @@ class HierarchicalProbUNet(hk.Module):
     multiplies the rate: the training loop's schedule
     (`config.loss.level_dropout_decay_steps`) decays it to 0, so the last
     steps train every example through the full posterior again.
+
+    `posterior_z`: see `reconstruct`. The KL of a level given there still
+    compares that level's posterior and prior distributions, which the
+    decoder then does not use.
     """
     own = None
     if self._level_dropout_rate:
@@ -531,7 +545,8 @@ class HierarchicalProbUNet(hk.Module):
                                   (img.shape[0],))  # [B]
       own = tuple(drop if i >= self._level_dropout_from else None
                   for i in range(len(self._latent_dims)))
-    rec = self.reconstruct(seg=seg, img=img, mean=False, own_prior_mean=own)
+    rec = self.reconstruct(seg=seg, img=img, mean=False, own_prior_mean=own,
+                           posterior_z=posterior_z)
     kl = []
     for i, (q, p) in enumerate(zip(rec.posterior, rec.prior)):
       if q is None:

@@ -128,10 +128,11 @@ def make_networks(model_config: Mapping[str, Any], *,
     return cls(activation_constraint=activation_constraint, **kwargs)
 
   has_posterior = bool(getattr(cls, "has_posterior", True))
-  def _train_outputs(*, seg, img, level_dropout_scale=None):
-    # Only the HPU-Net has latent level dropout (and so the argument).
-    extra = ({} if level_dropout_scale is None else
-             {"level_dropout_scale": level_dropout_scale})
+  def _train_outputs(*, seg, img, level_dropout_scale=None, posterior_z=None):
+    # Only the HPU-Net has latent level dropout and given posterior latents
+    # (and so these arguments).
+    extra = {k: v for k, v in (("level_dropout_scale", level_dropout_scale),
+                               ("posterior_z", posterior_z)) if v is not None}
     return build().train_outputs(seg=seg, img=img, **extra)
 
   train_outputs = hk.transform(_train_outputs)

@@ -214,6 +214,45 @@ def test_reconstruction_decodes_posterior_latents_through_the_prior():
   np.testing.assert_allclose(np.stack(kl), np.stack(expected), rtol=1e-5)
 
 
+def test_given_posterior_latents_replace_one_level_and_sample_the_rest():
+  """`posterior_z`: a given level's latent is used by both decoders, the
+  None levels are sampled; all None is the default model."""
+  networks, params = _networks_and_params()
+  seg, img = _inputs()
+  train = jax.jit(networks.train_outputs)
+  base = train(params, jax.random.key(5), seg=seg, img=img)
+  same = train(params, jax.random.key(5), seg=seg, img=img,
+               posterior_z=(None, None, None))
+  np.testing.assert_array_equal(base.logits, same.logits)
+  np.testing.assert_array_equal(np.stack(base.kl), np.stack(same.kl))
+
+  rec = jax.jit(networks.reconstruct_full)(params, jax.random.key(5),
+                                           seg=seg, img=img)
+  code = jnp.full(rec.used_latents[0].shape, 2.5)  # [B, 1, 1, 3]
+
+  def given(key):
+    f = hk.transform(lambda: hpu_model.HierarchicalProbUNet(
+        latent_dims=_LATENT_DIMS, channels_per_block=_CHANNELS_PER_BLOCK,
+        num_classes=_NUM_CLASSES).reconstruct(
+            seg=seg, img=img, posterior_z=(code, None, None)))
+    return jax.jit(f.apply)(params, key)
+
+  a, b = given(jax.random.key(1)), given(jax.random.key(2))
+  np.testing.assert_array_equal(a.used_latents[0], code)
+  np.testing.assert_array_equal(b.used_latents[0], code)
+  # The finer posterior levels are conditioned on the code (not the sampled
+  # level 0) and sampled: they differ between keys.
+  assert not np.allclose(a.posterior[1].loc, rec.posterior[1].loc)
+  assert not np.allclose(a.used_latents[2], b.used_latents[2])
+  # The decoder got the code: the same as sampling the prior path with it.
+  again = jax.jit(networks.sample)(params, jax.random.key(9), img,
+                                   z_q=a.used_latents)
+  np.testing.assert_allclose(a.logits, again.logits, rtol=1e-5, atol=1e-5)
+  out = train(params, jax.random.key(1), seg=seg, img=img,
+              posterior_z=(code, None, None))
+  assert len(out.kl) == 3 and not np.allclose(out.logits, base.logits)
+
+
 def test_level_dropout_decodes_prior_means_and_drops_their_kl():
   """Latent level dropout: a dropped example's fine levels decode the mean of
   the conditional prior (no gradient into the posterior) and cost no KL."""
