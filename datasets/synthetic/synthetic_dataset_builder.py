@@ -46,7 +46,10 @@ on generation order, worker count or the other splits.
 
 Configs (`synthetic/<name>`): `s128` (default; 128 x 128, 2000 / 200 / 200),
 `s64` (64 x 64, 2000 / 200 / 200), `s32` (32 x 32, 512 / 64 / 64; tiny, for
-tests and CPU smoke runs). Generating `s128` takes about 10 s on one core.
+tests and CPU smoke runs), `s128_visible` (`s128` with the spots at +0.30
+instead of +0.10: the same examples, annotations and modes, only the spots
+brighter; a control experiment, see the README's results). Generating
+`s128` takes about 10 s on one core.
 
 Build (no manual data needed):
 
@@ -90,6 +93,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
   num_validation: int = 200
   num_test: int = 200
   seed: int = 0
+  spot_contrast: float = 0.10  # the spots' brightness above the background
 
 
 def mode_probabilities(levels) -> np.ndarray:
@@ -156,13 +160,17 @@ def dilation_radius(size: int) -> int:
   return max(1, int(round(size / 64)))
 
 
-def generate_example(size: int, seed_sequence) -> Dict[str, Any]:
+def generate_example(size: int, seed_sequence,
+                     spot_contrast: float = _SPOT_CONTRAST) -> Dict[str, Any]:
   """Generates one example.
 
   Args:
     size: image side S.
     seed_sequence: a `numpy.random.SeedSequence` (or anything
       `np.random.default_rng` accepts); the example is a function of it.
+    spot_contrast: the spots' brightness above the background. It changes
+      the image only: the random draws, and so the masks, modes and
+      probabilities, are those of the default contrast.
 
   Returns:
     dict with `image` uint8 [S, S, 1], `masks` uint8 [S, S, 4] (grader draws),
@@ -196,7 +204,7 @@ def generate_example(size: int, seed_sequence) -> Dict[str, Any]:
   yy, xx = np.mgrid[0:size, 0:size] / size - 0.5
   grad = rng.uniform(-0.05, 0.05, size=2)
   image = _BACKGROUND + grad[0] * yy + grad[1] * xx
-  image = image + _SPOT_CONTRAST * spots
+  image = image + spot_contrast * spots
   for mask, level in zip(amb, levels):
     image = np.where(mask, LEVEL_INTENSITY[level], image)
   image = np.where(certain, _CERTAIN_INTENSITY, image)
@@ -248,6 +256,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       SyntheticConfig(name="s32", size=32, num_train=512, num_validation=64,
                       num_test=64,
                       description="32x32, 512/64/64: tests, CPU smoke runs."),
+      SyntheticConfig(name="s128_visible", size=128, spot_contrast=0.30,
+                      description="s128 with the spots at +0.30 (not +0.10): "
+                      "the same examples, annotations and modes; a control "
+                      "experiment for where the HPU-Net codes the spots."),
   ]
   DEFAULT_CONFIG_NAME = "s128"
 
@@ -284,7 +296,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     width = max(5, int(math.log10(max(num_examples, 1))) + 1)
     for i in range(num_examples):
-      ex = generate_example(cfg.size, split_seed(cfg.seed, split, i))
+      ex = generate_example(cfg.size, split_seed(cfg.seed, split, i),
+                            spot_contrast=cfg.spot_contrast)
       yield i, {
           "image": ex["image"],
           "masks": ex["masks"],

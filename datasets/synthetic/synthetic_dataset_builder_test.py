@@ -4,6 +4,7 @@
 import os
 
 import numpy as np
+from scipy import ndimage
 import tensorflow_datasets as tfds
 
 from hpunet import dataset_builders
@@ -160,3 +161,27 @@ def test_factor_regions_and_variance_ratio_separate_the_factors():
   ratios = {k: metrics.variance_ratio(only_rings, p_true, r)
             for k, r in regions.items()}
   assert ratios["rings"] > 0.5 and ratios["spots"] == 0 and ratios["blobs"] == 0
+
+
+def test_visible_spots_change_only_the_image_at_the_spots():
+  configs = {c.name: c for c in synthetic.Builder.BUILDER_CONFIGS}
+  assert configs["s128"].spot_contrast == 0.10
+  assert configs["s128_visible"].spot_contrast == 0.30
+  assert configs["s128_visible"].size == configs["s128"].size == 128
+  seed = synthetic.split_seed(0, "test", 5)
+  faint = synthetic.generate_example(128, seed)
+  bright = synthetic.generate_example(128, seed, spot_contrast=0.30)
+  for key in ("masks", "modes", "mode_probs", "grader_modes"):
+    np.testing.assert_array_equal(faint[key], bright[key])
+  spots = (
+      (faint["modes"][9] > 0) & (faint["modes"][0] == 0))  # spots, g = 1
+  diff = bright["image"][..., 0].astype(int) - faint["image"][..., 0]
+  # +0.20 brighter (51 grey levels) inside the spots, up to blur and clipping;
+  # nothing changes away from them (the blur reaches about 2 px).
+  assert np.median(diff[spots]) >= 40
+  far = ~_dilate(spots, 3)
+  assert np.abs(diff[far]).max() <= 1
+
+
+def _dilate(mask, radius):
+  return ndimage.binary_dilation(mask, iterations=radius)
