@@ -3,7 +3,8 @@ r"""Regenerates every run, evaluation, table and figure of the README's
 "Results on the synthetic benchmark" section.
 
   python experiments/synthetic_results.py [--root=/tmp/hpunet/experiments] \
-      [--stages=train,eval,oracle,diagnose,table] [--only=hpunet,spunet]
+      [--stages=train,eval,oracle,diagnose,global_code,table] \
+      [--only=hpunet,spunet]
 
 Stages (each skips what is already done, so the script can be re-run after an
 interruption; training resumes from its last checkpoint):
@@ -24,17 +25,20 @@ interruption; training resumes from its last checkpoint):
   cross-entropy, the mode-frequency TV with 256 samples per image, and the
   training trajectories (lambda, KL per level, top-k CE) from metrics.jsonl,
   into `experiments/results/<experiment>/diagnosis.json`.
+- global_code: `experiments/global_code.py`, what a perfect global code
+  buys the HPU-Net's decoder, against the beta = 10 runs, into
+  `experiments/results/global_code/`.
 - table: `experiments/results/table.md` and the README section between the
   `synthetic-results` markers.
 
 Committed results name the runs' workdirs relative to `--root`, so they hold
 no machine paths.
 
-Total cost on an idle 2-core CPU: about 5 hours of training (29 runs: most
-of 6-13 minutes at 64x64, the 4-member ensemble about 15, the 128x128 ones
-14-35 minutes, the 3x-steps one 25), about 40 minutes of evaluation, 8
-minutes for the two oracles and 5-30 minutes per diagnosed run (the
-128x128 one the longest).
+Total cost on an idle 2-core CPU: about 12 hours of training (50 runs: 23
+at 64x64 of 6-13 minutes, the 4-member ensemble about 15, the 3x-steps one
+25; 27 at 128x128 of 14-35 minutes), about an hour of evaluation, 8
+minutes for the two oracles, 5-30 minutes per diagnosed run (the 128x128
+one the longest) and about 2 hours for global_code.
 """
 
 import argparse
@@ -58,7 +62,7 @@ S128_RUNS = ("s128", "s128_level_dropout", "s128_level_dropout_z4",
              "s128_level_dropout_z4_decay", "s128_kappa", "s128_elbo",
              "s128_kappa_dropout_decay", "s128_elbo_b3", "s128_elbo_b10",
              "s128_elbo_b30", "s128_spunet", "s128_skips",
-             "s128_elbo_b10_skips", "s128_coarse_first")
+             "s128_elbo_b10_skips", "s128_coarse_first", "s128_visible_b10")
 ORACLES = {ORACLE: "hpunet", "oracle_s128": "s128"}  # dir -> its dataset's run
 ORACLE_SAMPLES = (16, 256)
 TV_SAMPLES = 256  # the "many samples per image" mode-frequency TV
@@ -179,7 +183,7 @@ RUNS = {
     # Round 7: the sPU-Net at 128x128, so that the 128x128 HPU-Net rows
     # have a baseline trained on the same data (its 64x64 run cannot see
     # the spots: recall 0.11).
-    "s128_spunet": ("synthetic_spunet:s128", (0,), "sPU-Net, 128x128",
+    "s128_spunet": ("synthetic_spunet:s128", (0, 1, 2), "sPU-Net, 128x128",
                     "as spunet, on synthetic/s128 with batch 8"),
     # The 1x1 latent also at every finer decoder scale
     # (`model.global_latent_skips`): round 6 found the decoder never reads
@@ -250,6 +254,15 @@ RUNS = {
     # run on 2 cores); at 8 and 16 samples the 4 members repeat.
     "ensemble": ("synthetic_ensemble:m4", (0,), "U-Net Ensemble (M = 4)",
                  "4 independently initialised U-Nets, one step"),
+    # Round 8, a control experiment: the same examples and annotations with
+    # the spots three times brighter (+0.30), so the decoder can find them
+    # in the image. Does the fine-cell spot code carry their locations?
+    "s128_visible_b10": ("synthetic_no_topk:s128", (0,),
+                         "HPU-Net, 128x128, ELBO β = 10, spots at +0.30",
+                         "as s128_elbo_b10, on synthetic/s128_visible",
+                         ("--config.input.dataset=synthetic/s128_visible",
+                          "--config.loss.type=elbo",
+                          "--config.loss.beta=10.0")),
 }
 # The sPU-Net paper's comparison (its Fig. 4 / 5) on this benchmark: these
 # models, in this order, in their own table (not in the main one).
@@ -963,11 +976,21 @@ def table() -> None:
   print(body)
 
 
+def global_code(root: str) -> None:
+  """`experiments/global_code.py` (what a perfect global code buys the
+  decoder, against the beta = 10 runs), unless its results exist."""
+  if os.path.exists(os.path.join(RESULTS, "global_code", "results.json")):
+    return
+  _run([sys.executable, os.path.join("experiments", "global_code.py"),
+        f"--root={root}"], os.path.join(root, "global_code.log"))
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", default=os.path.join(
       tempfile.gettempdir(), "hpunet", "experiments"))
-  parser.add_argument("--stages", default="train,eval,oracle,diagnose,table")
+  parser.add_argument("--stages",
+                      default="train,eval,oracle,diagnose,global_code,table")
   parser.add_argument("--only", default="",
                       help="Comma-separated experiments (default: all).")
   parser.add_argument("--seeds", default="",
@@ -993,6 +1016,7 @@ def main(argv=None):
                "eval": evaluate_all,
                "oracle": oracle,
                "diagnose": lambda: diagnose(args.root, only),
+               "global_code": lambda: global_code(args.root),
                "table": table}
   for stage in stages:
     if stage not in stage_fns:

@@ -3,8 +3,10 @@
 README shows exactly what the committed results.json files say."""
 
 import importlib.util
+import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -251,3 +253,53 @@ def test_diagnose_a_trained_run(smoke_workdir, synthetic_data_dir):
   # The smoke model has latents on several levels: one row per level.
   assert any(k.startswith("only_level_") for k in result["per_level"])
   assert any(k.endswith("/distance") for k in result["spot_codes"])
+
+
+def test_global_code_decoders_get_the_graders_mode():
+  gc = _load("global_code")
+  modes = np.array([0, 9, 13, 17])  # 9 g + 3 s1 + s2
+  np.testing.assert_array_equal(gc.code_of(modes, "none"), np.zeros((4, 8)))
+  np.testing.assert_array_equal(gc.code_of(modes, "mode"), [
+      [1, 0, 1, 0, 0, 1, 0, 0],  # g 0, s1 0, s2 0
+      [0, 1, 1, 0, 0, 1, 0, 0],  # g 1, s1 0, s2 0
+      [0, 1, 0, 1, 0, 0, 1, 0],  # g 1, s1 1, s2 1
+      [0, 1, 0, 0, 1, 0, 0, 1]])  # g 1, s1 2, s2 2
+  np.testing.assert_array_equal(gc.spot_z(jnp.asarray(modes))[:, 0, 0, 0],
+                                [-1, 1, 1, 1])
+  config = gc.base_config()
+  assert config.model.latent_dims == (1, 1, 1, 1)
+  assert (config.loss.type, config.loss.beta) == ("elbo", 10.0)
+  assert gc.code_networks(config, "mode").latent_dims == (8, 0, 0, 0)
+  # The augmentation keeps the labels binary, and without a transform it is
+  # the identity.
+  rng = np.random.default_rng(0)
+  image = rng.random((16, 16, 1)).astype(np.float32)
+  mask = rng.random((16, 16)) > 0.5
+  off = config.input.augment.copy_and_resolve_references()
+  off.mirror, off.rotation_deg, off.scale_range = False, 0.0, (1.0, 1.0)
+  same_image, same_mask = gc.augment(rng, image, mask, off)
+  np.testing.assert_allclose(same_image, image, atol=1e-6)
+  np.testing.assert_array_equal(same_mask, mask)
+  _, warped = gc.augment(rng, image, mask, config.input.augment)
+  assert set(np.unique(warped)) <= {0, 1} and warped.shape == mask.shape
+
+
+def test_readme_shows_the_committed_global_code_table():
+  gc = _load("global_code")
+  with open(os.path.join(gc.RESULTS, "results.json"), encoding="utf-8") as f:
+    result = json.load(f)
+  assert {f"{name}/seed{s}" for name, seeds in gc.SEEDS.items()
+          for s in seeds} <= set(result["rows"])
+  for run in ("s128_elbo_b10", "s128_elbo_b10_skips"):
+    for seed in exp.RUNS[run][1]:
+      assert f"{run}/seed{seed}" in result["rows"]
+  for row in result["rows"].values():
+    assert row["ce_total"] == pytest.approx(
+        sum(row[r] for r in gc.REGIONS))
+    assert row["objective_beta10"] == pytest.approx(
+        row["ce_total"] + 10 * row["kl"])
+  table = gc.markdown(result)
+  with open(os.path.join(gc.RESULTS, "results.md"), encoding="utf-8") as f:
+    assert f.read() == table
+  with open(os.path.join(_REPO, "README.md"), encoding="utf-8") as f:
+    assert table in f.read()
