@@ -35,7 +35,7 @@ over the pixels of each region: spots, blobs, rings (thick minus thin) and
 the rest), with `beta * KL + CE` at beta = 10, the HPU-Net's best-calibrated
 setting (README round 6). Output: `<out>/results.json` and `results.md`.
 
-  python experiments/global_code.py --root=/tmp/hpunet/experiments \
+  python experiments/global_code.py --root=<synthetic_results.py's --root> \
       [--codes=none,mode,hpunet_free,hpunet_spots] \
       [--hpunet_runs=s128_elbo_b10,s128_elbo_b10_skips]
 
@@ -50,6 +50,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -195,9 +196,10 @@ def _fit(config, name, loss_fn, params, train_data, seed, log):
     img, seg, mode = next(batches)
     params, opt_state, rec = step(params, opt_state, jax.random.fold_in(
         key, t), img, seg, jnp.asarray(mode))
-    recent.append(float(rec))
+    recent.append(rec)  # read back only when logged: no sync per step
     if (t + 1) % 250 == 0:
-      log(f"  {name}: step {t + 1}, train CE {np.mean(recent):.1f} "
+      ce = float(np.mean(jax.device_get(recent)))
+      log(f"  {name}: step {t + 1}, train CE {ce:.1f} "
           f"nats/image ({time.time() - start:.0f} s)")
       recent = []
   return params, time.time() - start
@@ -393,7 +395,8 @@ def markdown(result) -> str:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--root", default="/tmp/hpunet/experiments",
+  parser.add_argument("--root", default=os.path.join(
+      tempfile.gettempdir(), "hpunet", "experiments"),
                       help="Runs of experiments/synthetic_results.py.")
   parser.add_argument("--codes", default=",".join(CODES + HPUNETS),
                       help="Code decoders and HPU-Nets to train.")

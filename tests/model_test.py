@@ -230,14 +230,12 @@ def test_given_posterior_latents_replace_one_level_and_sample_the_rest():
                                            seg=seg, img=img)
   code = jnp.full(rec.used_latents[0].shape, 2.5)  # [B, 1, 1, 3]
 
-  def given(key):
-    f = hk.transform(lambda: hpu_model.HierarchicalProbUNet(
-        latent_dims=_LATENT_DIMS, channels_per_block=_CHANNELS_PER_BLOCK,
-        num_classes=_NUM_CLASSES).reconstruct(
-            seg=seg, img=img, posterior_z=(code, None, None)))
-    return jax.jit(f.apply)(params, key)
+  given = jax.jit(hk.transform(lambda: hpu_model.HierarchicalProbUNet(
+      latent_dims=_LATENT_DIMS, channels_per_block=_CHANNELS_PER_BLOCK,
+      num_classes=_NUM_CLASSES).reconstruct(
+          seg=seg, img=img, posterior_z=(code, None, None))).apply)
 
-  a, b = given(jax.random.key(1)), given(jax.random.key(2))
+  a, b = given(params, jax.random.key(1)), given(params, jax.random.key(2))
   np.testing.assert_array_equal(a.used_latents[0], code)
   np.testing.assert_array_equal(b.used_latents[0], code)
   # The finer posterior levels are conditioned on the code (not the sampled

@@ -173,8 +173,7 @@ def test_visible_spots_change_only_the_image_at_the_spots():
   bright = synthetic.generate_example(128, seed, spot_contrast=0.30)
   for key in ("masks", "modes", "mode_probs", "grader_modes"):
     np.testing.assert_array_equal(faint[key], bright[key])
-  spots = (
-      (faint["modes"][9] > 0) & (faint["modes"][0] == 0))  # spots, g = 1
+  spots = (faint["modes"][9] > 0) & (faint["modes"][0] == 0)  # g = 1 only
   diff = bright["image"][..., 0].astype(int) - faint["image"][..., 0]
   # +0.20 brighter (51 grey levels) inside the spots, up to blur and clipping;
   # nothing changes away from them (the blur reaches about 2 px).
