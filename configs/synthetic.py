@@ -95,6 +95,10 @@ def get_config(arg=None):
       # The 1x1 latent also at every finer decoder scale (not in the papers;
       # off): see model.HierarchicalProbUNet and the README's results.
       global_latent_skips=False,
+      # The finer levels' posterior sees only what the coarser levels leave
+      # unexplained (not in the papers; 0 = off): see
+      # model.HierarchicalProbUNet and the README's results, round 9.
+      residual_posterior_from=0,
   ))
 
   # --- Loss.

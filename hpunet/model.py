@@ -311,6 +311,21 @@ class HierarchicalProbUNet(hk.Module):
   cell); with the skips a global factor can be drawn from one latent at the
   resolution where it is seen. (On that benchmark this alone does not move
   the global factor to the 1x1 level: README, "Round 7".)
+
+  `residual_posterior_from` (not in the papers; 0 = off): the latent levels
+  from this index on (coarse -> fine) get their posterior from a second
+  posterior core, `residual_posterior`, whose input is not the annotation
+  but what the coarser levels leave unexplained: the one-hot annotation
+  where the reconstruction decoded from the posterior's coarser latents
+  (the finer levels at their conditional prior mean; no gradient through
+  it) has the wrong label, zeros elsewhere. A factor that the coarse levels
+  already code (a global bit) is then invisible to the fine posterior,
+  which cannot take it over cell by cell. The coarser levels
+  keep the faithful posterior. It changes training and reconstruction
+  only; sampling (the prior path) is the faithful model's. (On the synthetic
+  benchmark, after a coarse-first phase, it keeps more of the global
+  factor on the 1x1 level than without it, in one seed of three enough for
+  the scale targets: README, "Round 9".)
   """
 
   def __init__(self,
@@ -324,6 +339,7 @@ class HierarchicalProbUNet(hk.Module):
                level_dropout_rate: float = 0.0,
                level_dropout_from: int = 1,
                global_latent_skips: bool = False,
+               residual_posterior_from: int = 0,
                name: str = "hpunet"):
     super().__init__(name=name)
     if not 0.0 <= level_dropout_rate < 1.0:
@@ -362,6 +378,14 @@ class HierarchicalProbUNet(hk.Module):
     if global_latent_skips and not latent_dims[0]:
       raise ValueError(f"global_latent_skips needs a latent on the most global"
                        f" level, but latent_dims is {latent_dims}.")
+    if residual_posterior_from != int(residual_posterior_from) or not (
+        residual_posterior_from == 0
+        or 1 <= residual_posterior_from < len(latent_dims)):
+      raise ValueError(
+          f"residual_posterior_from={residual_posterior_from!r} must be 0 "
+          f"(off) or an integer in [1, {len(latent_dims) - 1}] for "
+          f"{len(latent_dims)} latent levels.")
+    self._residual_from = int(residual_posterior_from)
     self._global_latent_skips = bool(global_latent_skips)
     self._latent_dims = latent_dims
     self._channels = channels_per_block
@@ -376,6 +400,9 @@ class HierarchicalProbUNet(hk.Module):
     self._prior = _HierarchicalCore(name="prior", **core_kwargs)
     self._posterior = _HierarchicalCore(
         name="posterior", decode_last_level=False, **core_kwargs)
+    self._residual_posterior = _HierarchicalCore(
+        name="residual_posterior", decode_last_level=False,
+        **core_kwargs) if self._residual_from else None
     self._f_comb = _StitchingDecoder(
         num_latent_levels=len(latent_dims),
         channels_per_block=channels_per_block,
@@ -492,11 +519,47 @@ class HierarchicalProbUNet(hk.Module):
     self._check_inputs(img, seg)
     posterior = self._posterior(self._posterior_input(seg, img), mean=mean,
                                 z_q=posterior_z)
-    logits, prior = self._decode(self._prior.encode(img),
+    prior_encoding = self._prior.encode(img)
+    if self._residual_from:
+      posterior = self._residual_posterior_pass(
+          seg, img, posterior, prior_encoding, mean=mean,
+          posterior_z=posterior_z)
+    logits, prior = self._decode(prior_encoding,
                                  z_q=posterior.used_latents,
                                  own_mean=own_prior_mean)
     return ReconstructionOutput(logits, posterior.used_latents,
                                 posterior.distributions, prior.distributions)
+
+  def _residual_posterior_pass(self, seg, img, posterior, prior_encoding, *,
+                               mean, posterior_z) -> CoreOutput:
+    """The finer levels' posterior from what the coarser ones leave unexplained.
+
+    Returns `posterior` with the levels from `residual_posterior_from` on
+    replaced by the residual posterior's distributions and latents.
+    """
+    r, n = self._residual_from, len(self._latent_dims)
+    coarse = tuple(posterior.used_latents[:r]) + (None,) * (n - r)
+    # Finer levels at their conditional prior mean: what decoding the coarse
+    # latents alone explains (as "sampling only the coarse levels" decodes).
+    explained_logits, _ = self._decode(prior_encoding, mean=True, z_q=coarse)
+    # The annotation only where that reconstruction's label is wrong. (Not
+    # the signed difference seg - softmax: its sign is the label wherever the
+    # reconstruction is unsure, so it would hand the fine cells the whole
+    # annotation again.)
+    wrong = jnp.argmax(jax.lax.stop_gradient(explained_logits), axis=-1) != (
+        jnp.argmax(seg, axis=-1))  # [B, H, W]
+    residual = seg * wrong[..., None].astype(seg.dtype)  # [B, H, W, K]
+    given = coarse[:r] + tuple(
+        None if posterior_z is None else posterior_z[i] for i in range(r, n))
+    mean = normalize_mean_flags(mean, n)
+    fine = self._residual_posterior(
+        self._posterior_input(residual.astype(img.dtype), img), mean=mean,
+        z_q=given)
+    return CoreOutput(
+        decoder_features=fine.decoder_features,
+        encoder_features=fine.encoder_features,
+        distributions=posterior.distributions[:r] + fine.distributions[r:],
+        used_latents=fine.used_latents)
 
   def kl(self, *, seg: Array, img: Array) -> tuple[Array, ...]:
     """Per-level KL(q || p) [B], p conditioned on q's samples (App. A)."""

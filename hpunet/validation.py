@@ -253,6 +253,14 @@ def check_model(config) -> None:
           "config.model.global_latent_skips=True: expected a latent on the "
           f"most global level, but config.model.latent_dims={dims!r} has "
           "none there (its first entry must be > 0).")
+  start = config.model.get("residual_posterior_from")
+  if start:  # model.py option, off when absent or 0
+    levels = len(config.model.get("latent_dims") or ())
+    if not _is_int(start) or not 1 <= start < levels:
+      raise UserError(
+          f"config.model.residual_posterior_from={start!r}: expected 0 (off)"
+          f" or an integer in [1, {levels - 1}] (the first of the {levels} "
+          "latent levels, coarse -> fine, whose posterior sees the residual).")
   try:  # The constructor's own argument checks (no parameters are made).
     networks_lib.make_networks(config.model)
   except ValueError as e:

@@ -251,6 +251,64 @@ def test_given_posterior_latents_replace_one_level_and_sample_the_rest():
   assert len(out.kl) == 3 and not np.allclose(out.logits, base.logits)
 
 
+def test_residual_posterior_sees_what_the_coarse_levels_leave_unexplained():
+  """`residual_posterior_from=1`: level 0 keeps the faithful posterior; the
+  finer levels' posterior is a second core run on the annotation where the
+  reconstruction from level 0 alone (finer levels at their prior mean) is
+  wrong, zeros elsewhere.
+  Sampling is untouched."""
+  networks, params = _networks_and_params()
+  seg, img = _inputs()
+  residual = networks_lib.make_networks(_model_config(
+      residual_posterior_from=1))
+  res_params = jax.jit(residual.init)(jax.random.key(0), seg=seg, img=img)
+  # One more posterior core, the same shapes as the faithful one.
+  extra = {m: p for m, p in res_params.items() if m not in params}
+  assert extra and all("/~/residual_posterior/~/" in m for m in extra)
+  for m, p in extra.items():
+    faithful = params[m.replace("residual_posterior", "posterior")]
+    assert jax.tree.map(jnp.shape, p) == jax.tree.map(jnp.shape, faithful)
+  # Give the new core the faithful posterior's weights: the model is then
+  # the faithful one run twice, which the public API can reproduce.
+  shared = dict(params, **{
+      m: params[m.replace("residual_posterior", "posterior")] for m in extra})
+  rec = jax.jit(functools.partial(residual.reconstruct_full, mean=True))(
+      shared, jax.random.key(1), seg=seg, img=img)
+  faithful = jax.jit(functools.partial(networks.reconstruct_full, mean=True))(
+      params, jax.random.key(1), seg=seg, img=img)
+  np.testing.assert_array_equal(rec.posterior[0].loc, faithful.posterior[0].loc)
+  z0 = faithful.used_latents[0]
+  explained = jax.jit(functools.partial(networks.sample, mean=True))(
+      params, jax.random.key(2), img, z_q=(z0, None, None)).logits
+  wrong = explained.argmax(-1) != seg.argmax(-1)  # [B, H, W]
+  assert 0 < wrong.mean() < 1
+  unexplained = seg * wrong[..., None]  # [B, H, W, K]
+  expected = jax.jit(hk.transform(lambda: hpu_model.HierarchicalProbUNet(
+      latent_dims=_LATENT_DIMS, channels_per_block=_CHANNELS_PER_BLOCK,
+      num_classes=_NUM_CLASSES).reconstruct(
+          seg=unexplained, img=img, mean=True,
+          posterior_z=(z0, None, None))).apply)(params, jax.random.key(3))
+  for level in (1, 2):
+    np.testing.assert_allclose(rec.posterior[level].loc,
+                               expected.posterior[level].loc,
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(rec.posterior[level].loc,
+                           faithful.posterior[level].loc, atol=1e-3)
+  np.testing.assert_allclose(rec.logits, expected.logits, rtol=1e-5,
+                             atol=1e-5)
+  # The KL compares the residual posterior with the prior given its samples.
+  out = jax.jit(residual.train_outputs)(shared, jax.random.key(4), seg=seg,
+                                        img=img)
+  assert len(out.kl) == 3 and all(np.all(np.isfinite(k)) for k in out.kl)
+  np.testing.assert_array_equal(
+      jax.jit(residual.sample_n, static_argnames="num_samples")(
+          shared, jax.random.key(5), img, num_samples=2),
+      jax.jit(networks.sample_n, static_argnames="num_samples")(
+          params, jax.random.key(5), img, num_samples=2))
+  with pytest.raises(ValueError, match="residual_posterior_from=3"):
+    networks_lib.make_networks(_model_config(residual_posterior_from=3))
+
+
 def test_level_dropout_decodes_prior_means_and_drops_their_kl():
   """Latent level dropout: a dropped example's fine levels decode the mean of
   the conditional prior (no gradient into the posterior) and cost no KL."""
