@@ -234,8 +234,8 @@ RUNS = {
                       "HPU-Net, 128x128, ELBO β = 10, global latent skips, "
                       "coarse level first, 4-d 1x1, residual posterior",
                       "as s128_coarse_first, levels 1-3 of the posterior see "
-                      "the annotation minus the reconstruction from the 1x1 "
-                      "latent",
+                      "the annotation only where the reconstruction from the "
+                      "1x1 latent is wrong",
                       ("--config.loss.type=elbo",
                        "--config.loss.beta=10.0",
                        "--config.model.global_latent_skips=True",
