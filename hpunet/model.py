@@ -546,15 +546,14 @@ class HierarchicalProbUNet(hk.Module):
     # the signed difference seg - softmax: its sign is the label wherever the
     # reconstruction is unsure, so it would hand the fine cells the whole
     # annotation again.)
-    wrong = jnp.argmax(jax.lax.stop_gradient(explained_logits), axis=-1) != (
-        jnp.argmax(seg, axis=-1))  # [B, H, W]
+    # (argmax: no gradient flows back into that reconstruction.)
+    wrong = jnp.argmax(explained_logits, axis=-1) != jnp.argmax(
+        seg, axis=-1)  # [B, H, W]
     residual = seg * wrong[..., None].astype(seg.dtype)  # [B, H, W, K]
     given = coarse[:r] + tuple(
         None if posterior_z is None else posterior_z[i] for i in range(r, n))
-    mean = normalize_mean_flags(mean, n)
-    fine = self._residual_posterior(
-        self._posterior_input(residual.astype(img.dtype), img), mean=mean,
-        z_q=given)
+    fine = self._residual_posterior(self._posterior_input(residual, img),
+                                    mean=mean, z_q=given)
     return CoreOutput(
         decoder_features=fine.decoder_features,
         encoder_features=fine.encoder_features,
