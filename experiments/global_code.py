@@ -67,7 +67,6 @@ from hpunet import input_pipeline  # pylint: disable=g-import-not-at-top
 from hpunet import losses  # pylint: disable=g-import-not-at-top
 from hpunet import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
 from hpunet import networks as networks_lib  # pylint: disable=g-import-not-at-top
-from hpunet import objectives  # pylint: disable=g-import-not-at-top
 from hpunet import train as train_lib  # pylint: disable=g-import-not-at-top
 
 CODES = ("none", "mode")
@@ -319,8 +318,8 @@ def evaluate_posterior(networks, params, test_data, *, name="",
   """Per test image, mean over its graders: the CE per region of posterior
   reconstructions (latents sampled, as in training) and the KL per level
   (`hpunet_spots`: the 1x1 latent is the spot bit, its KL left out).
-  `level_dropout_scale`: the run's latent level dropout schedule at the
-  evaluated step (0 once decayed: every level from the posterior)."""
+  `level_dropout_scale`: the factor of the latent level dropout rate (0:
+  every level from the posterior; None: the model's constant rate)."""
   images, masks, grader_modes, regions, _ = test_data
   levels = len(networks.latent_dims)
 
@@ -357,12 +356,10 @@ def evaluate_hpunet(config, workdir, test_data, *, seed=0):
   """`evaluate_posterior` of a trained run's workdir; (sums, step)."""
   params, step = train_lib.restore_params(config, workdir)
   networks = networks_lib.make_networks(config.model)
-  # A run trained with a decayed level dropout ends with every example
-  # through the full posterior; score it so, not at the constant rate.
-  scale = objectives.level_dropout_scale(
-      step, tuple(config.loss.get("level_dropout_decay_steps", (0, 0))))
-  return evaluate_posterior(networks, params["model"], test_data,
-                            seed=seed, level_dropout_scale=scale), step
+  # Level dropout is a training device: the model's ELBO decodes every
+  # example through the full posterior, whatever rate the run trained at.
+  return evaluate_posterior(networks, params["model"], test_data, seed=seed,
+                            level_dropout_scale=jnp.float32(0.0)), step
 
 
 def summarise(sums, kl_bound=0.0):

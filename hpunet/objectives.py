@@ -57,6 +57,10 @@ One schedule of a model option sits here too, because it needs the step:
   latent level dropout rate (`config.model.level_dropout_rate`) is kept
   until `start` and decays linearly to 0 at `end`, so the last steps train
   every example through the full posterior (`level_dropout_scale`).
+- `level_dropout_final_scale` (0.0): the rate's factor from `end` on. Above
+  0 the dropout never ends: that fraction of the rate keeps decoding some
+  examples from the coarse levels alone, so the decoder cannot stop reading
+  them once the finer levels are open.
 """
 
 from typing import Any, Mapping
@@ -75,7 +79,8 @@ _DEFAULTS = dict(decay=0.99, rate=1e-2, beta=None, top_k_percentage=None,
                  deterministic_top_k=False, weight_decay=1e-5, kappa=None,
                  kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
                  epsilon=None, weight_decay_mode="all",
-                 level_dropout_decay_steps=(0, 0))
+                 level_dropout_decay_steps=(0, 0),
+                 level_dropout_final_scale=0.0)
 
 LOSS_TYPES = ("geco", "elbo", "ce", "mheads")
 # The losses of models without a posterior (no KL term).
@@ -125,8 +130,9 @@ def _loss_settings(loss_config: Mapping[str, Any]) -> dict:
   return cfg
 
 
-def level_dropout_scale(step, decay_steps) -> Array | None:
-  """The level dropout rate's factor at `step`: 1 until start, 0 from end.
+def level_dropout_scale(step, decay_steps, final_scale=0.0) -> Array | None:
+  """The level dropout rate's factor at `step`: 1 until start, linear to
+  `final_scale` at end, `final_scale` from then on.
 
   None when the schedule is off (`decay_steps` = (0, 0)): the model then
   uses its constant rate, exactly as before the schedule existed.
@@ -134,8 +140,9 @@ def level_dropout_scale(step, decay_steps) -> Array | None:
   start, end = (int(s) for s in decay_steps)
   if not end:
     return None
-  t = (jnp.asarray(step, jnp.float32) - start) / float(end - start)
-  return jnp.clip(1.0 - t, 0.0, 1.0)
+  t = jnp.clip((jnp.asarray(step, jnp.float32) - start) / float(end - start),
+               0.0, 1.0)
+  return 1.0 - t * (1.0 - float(final_scale))
 
 
 def relative_latent_units(latent_dims) -> list[float]:
@@ -276,7 +283,8 @@ def objective(params: dict, geco_state: geco.GecoState, rng: Array,
   mask = batch.get("mask")
   model_rng, topk_rng = jax.random.split(rng)
   extra = {}
-  scale = level_dropout_scale(step, cfg["level_dropout_decay_steps"])
+  scale = level_dropout_scale(step, cfg["level_dropout_decay_steps"],
+                              cfg["level_dropout_final_scale"])
   if scale is not None:
     extra["level_dropout_scale"] = scale
   outputs = networks.train_outputs(params["model"], model_rng, seg=seg,

@@ -357,6 +357,16 @@ def _check_loss(config) -> None:
           f"config.loss.level_dropout_decay_steps={tuple(decay)!r} schedules"
           " the latent level dropout, but config.model.level_dropout_rate is"
           f" {config.model.get('level_dropout_rate')!r}: expected a rate > 0.")
+  final = loss.get("level_dropout_final_scale")
+  if final is not None:
+    check_number(final, "config.loss.level_dropout_final_scale", low=0,
+                 high=1, what="the rate's factor after the decay, 0 = off")
+    if final and (decay is None or tuple(decay) == (0, 0)):
+      raise UserError(
+          f"config.loss.level_dropout_final_scale={final!r} is the factor "
+          "after the level dropout decay, but config.loss."
+          "level_dropout_decay_steps is off: expected (start, end) with "
+          "start < end.")
   if loss.get("kl_balancing") and not warmup:
     raise UserError("config.loss.kl_balancing=True needs "
                     "config.loss.kl_warmup_steps > 0: as in NVAE, the "

@@ -374,6 +374,10 @@ def test_level_dropout_scale_schedules_the_rate():
   np.testing.assert_allclose(
       [float(scale(s, (500, 1500))) for s in (0, 500, 750, 1500, 1900)],
       [1.0, 1.0, 0.75, 0.0, 0.0])
+  # With a final scale the rate decays to that fraction and stays there.
+  np.testing.assert_allclose(
+      [float(scale(s, (500, 1500), 0.2)) for s in (0, 500, 1000, 1500, 9000)],
+      [1.0, 1.0, 0.6, 0.2, 0.2], rtol=1e-6)
 
 
 def test_global_latent_skips_only_add_inputs_for_the_1x1_latent():
