@@ -51,7 +51,8 @@ def _networks_and_params():
 
 
 def _prior_core_outputs(params, img, **kwargs):
-  """Runs the prior core alone (its outputs are not part of the public API)."""
+  """The prior core's output shapes (its outputs are not part of the public
+  API); traced only, nothing compiled."""
 
   def f(img):
     model = hpu_model.HierarchicalProbUNet(
@@ -59,19 +60,21 @@ def _prior_core_outputs(params, img, **kwargs):
         num_classes=_NUM_CLASSES)
     return model._prior(img, **kwargs)  # pylint: disable=protected-access
 
-  return jax.jit(hk.transform(f).apply)(params, jax.random.key(3), img)
+  return jax.eval_shape(hk.transform(f).apply, params, jax.random.key(3), img)
 
 
 # --- Official shape tests -------------------------------------------------
 
 
 def test_official_shapes():
+  # Shapes are traced (jax.eval_shape), not compiled; only the KL's values
+  # below need a compiled program.
   networks, params = _networks_and_params()
   seg, img = _inputs()
-  sample = jax.jit(networks.sample)(params, jax.random.key(1), img)
+  sample = jax.eval_shape(networks.sample, params, jax.random.key(1), img)
   assert sample.logits.shape == (2, 32, 32, 2)
-  rec = jax.jit(networks.reconstruct)(params, jax.random.key(1), seg=seg,
-                                      img=img)
+  rec = jax.eval_shape(functools.partial(networks.reconstruct, seg=seg,
+                                         img=img), params, jax.random.key(1))
   assert rec.shape == (2, 32, 32, 2)
   prior = _prior_core_outputs(params, img)
   assert len(prior.distributions) == 3
