@@ -64,7 +64,7 @@ S128_RUNS = ("s128", "s128_level_dropout", "s128_level_dropout_z4",
              "s128_kappa_dropout_decay", "s128_elbo_b3", "s128_elbo_b10",
              "s128_elbo_b30", "s128_spunet", "s128_skips",
              "s128_elbo_b10_skips", "s128_coarse_first", "s128_visible_b10",
-             "s128_residual")
+             "s128_residual", "s128_residual_floor", "s128_coarse_first_floor")
 ORACLES = {ORACLE: "hpunet", "oracle_s128": "s128"}  # dir -> its dataset's run
 ORACLE_SAMPLES = (16, 256)
 TV_SAMPLES = 256  # the "many samples per image" mode-frequency TV
@@ -243,6 +243,43 @@ RUNS = {
                        "--config.model.level_dropout_rate=0.99",
                        "--config.loss.level_dropout_decay_steps=(400,1000)",
                        "--config.model.residual_posterior_from=1")),
+    # Round 10: in s128_residual the reconstruction from the 1x1 latent,
+    # which decides what the finer posterior sees, drifts once the level
+    # dropout has decayed: the decoder stops being trained to draw the spots
+    # from the 1x1 level alone. The same recipe with a fifth of the rate
+    # kept to the end.
+    "s128_residual_floor": ("synthetic_no_topk:s128", (1, 2, 3),
+                            "HPU-Net, 128x128, ELBO β = 10, global latent "
+                            "skips, coarse level first, 4-d 1x1, residual "
+                            "posterior, level dropout floor",
+                            "as s128_residual, the level dropout rate decays "
+                            "to 0.2 x 0.99 instead of 0 and stays there",
+                            ("--config.loss.type=elbo",
+                             "--config.loss.beta=10.0",
+                             "--config.model.global_latent_skips=True",
+                             "--config.model.latent_dims=(4,1,1,1)",
+                             "--config.model.level_dropout_rate=0.99",
+                             "--config.loss.level_dropout_decay_steps="
+                             "(400,1000)",
+                             "--config.loss.level_dropout_final_scale=0.2",
+                             "--config.model.residual_posterior_from=1")),
+    # Round 10's control: the floor without the residual posterior (one
+    # seed, the budget of the session).
+    "s128_coarse_first_floor": ("synthetic_no_topk:s128", (1,),
+                                "HPU-Net, 128x128, ELBO β = 10, global "
+                                "latent skips, coarse level first, 4-d 1x1, "
+                                "level dropout floor",
+                                "as s128_residual_floor without the residual "
+                                "posterior",
+                                ("--config.loss.type=elbo",
+                                 "--config.loss.beta=10.0",
+                                 "--config.model.global_latent_skips=True",
+                                 "--config.model.latent_dims=(4,1,1,1)",
+                                 "--config.model.level_dropout_rate=0.99",
+                                 "--config.loss.level_dropout_decay_steps="
+                                 "(400,1000)",
+                                 "--config.loss.level_dropout_final_scale="
+                                 "0.2")),
     "level_dropout": ("synthetic", (0,), "HPU-Net, level dropout",
                       "levels 1-3 at the prior mean for half of the examples",
                       ("--config.model.level_dropout_rate=0.5",)),
