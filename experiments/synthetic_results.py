@@ -70,6 +70,16 @@ ORACLE_SAMPLES = (16, 256)
 TV_SAMPLES = 256  # the "many samples per image" mode-frequency TV
 MODEL_SAMPLES = 16  # samples per image of every model's evaluation
 
+# The coarse-first recipe (round 7), the base of rounds 9 and 10: ELBO with
+# beta = 10, global latent skips, a 4-d 1x1 latent, level dropout 0.99 until
+# step 400, decayed to 0 at step 1000.
+_COARSE_FIRST = ("--config.loss.type=elbo",
+                 "--config.loss.beta=10.0",
+                 "--config.model.global_latent_skips=True",
+                 "--config.model.latent_dims=(4,1,1,1)",
+                 "--config.model.level_dropout_rate=0.99",
+                 "--config.loss.level_dropout_decay_steps=(400,1000)")
+
 # experiment -> (config name, seeds, label, what it stands for[,
 #   --config.x=y overrides])
 RUNS = {
@@ -218,13 +228,7 @@ RUNS = {
                           "as s128_elbo_b10_skips, 4 latents on the 1x1 grid, "
                           "level dropout 0.99 until step 400, decayed to 0 "
                           "at step 1000",
-                          ("--config.loss.type=elbo",
-                           "--config.loss.beta=10.0",
-                           "--config.model.global_latent_skips=True",
-                           "--config.model.latent_dims=(4,1,1,1)",
-                           "--config.model.level_dropout_rate=0.99",
-                           "--config.loss.level_dropout_decay_steps="
-                           "(400,1000)")),
+                          _COARSE_FIRST),
     # Round 9: the coarse code formed first (s128_coarse_first) is taken over
     # by the fine cells once they open, although the objective prefers it
     # (experiments/global_code.py). The same recipe with the finer levels'
@@ -236,13 +240,8 @@ RUNS = {
                       "as s128_coarse_first, levels 1-3 of the posterior see "
                       "the annotation only where the reconstruction from the "
                       "1x1 latent is wrong",
-                      ("--config.loss.type=elbo",
-                       "--config.loss.beta=10.0",
-                       "--config.model.global_latent_skips=True",
-                       "--config.model.latent_dims=(4,1,1,1)",
-                       "--config.model.level_dropout_rate=0.99",
-                       "--config.loss.level_dropout_decay_steps=(400,1000)",
-                       "--config.model.residual_posterior_from=1")),
+                      _COARSE_FIRST + (
+                          "--config.model.residual_posterior_from=1",)),
     # Round 10: in s128_residual the reconstruction from the 1x1 latent,
     # which decides what the finer posterior sees, drifts once the level
     # dropout has decayed: the decoder stops being trained to draw the spots
@@ -254,15 +253,9 @@ RUNS = {
                             "posterior, level dropout floor",
                             "as s128_residual, the level dropout rate decays "
                             "to 0.2 x 0.99 instead of 0 and stays there",
-                            ("--config.loss.type=elbo",
-                             "--config.loss.beta=10.0",
-                             "--config.model.global_latent_skips=True",
-                             "--config.model.latent_dims=(4,1,1,1)",
-                             "--config.model.level_dropout_rate=0.99",
-                             "--config.loss.level_dropout_decay_steps="
-                             "(400,1000)",
-                             "--config.loss.level_dropout_final_scale=0.2",
-                             "--config.model.residual_posterior_from=1")),
+                            _COARSE_FIRST + (
+                                "--config.loss.level_dropout_final_scale=0.2",
+                                "--config.model.residual_posterior_from=1")),
     # Round 10's control: the floor without the residual posterior (one
     # seed, the budget of the session).
     "s128_coarse_first_floor": ("synthetic_no_topk:s128", (1,),
@@ -271,15 +264,9 @@ RUNS = {
                                 "level dropout floor",
                                 "as s128_residual_floor without the residual "
                                 "posterior",
-                                ("--config.loss.type=elbo",
-                                 "--config.loss.beta=10.0",
-                                 "--config.model.global_latent_skips=True",
-                                 "--config.model.latent_dims=(4,1,1,1)",
-                                 "--config.model.level_dropout_rate=0.99",
-                                 "--config.loss.level_dropout_decay_steps="
-                                 "(400,1000)",
-                                 "--config.loss.level_dropout_final_scale="
-                                 "0.2")),
+                                _COARSE_FIRST + (
+                                    "--config.loss.level_dropout_final_scale="
+                                    "0.2",)),
     "level_dropout": ("synthetic", (0,), "HPU-Net, level dropout",
                       "levels 1-3 at the prior mean for half of the examples",
                       ("--config.model.level_dropout_rate=0.5",)),
