@@ -592,7 +592,8 @@ class HierarchicalProbUNet(hk.Module):
     `level_dropout_scale` (scalar in [0, 1], may be traced; None = 1)
     multiplies the rate: the training loop's schedule
     (`config.loss.level_dropout_decay_steps`) decays it to 0, so the last
-    steps train every example through the full posterior again.
+    steps train every example through the full posterior again, or to
+    `config.loss.level_dropout_final_scale`, kept to the end.
 
     `posterior_z`: see `reconstruct`. The KL of a level given there still
     compares that level's posterior and prior distributions, which the
