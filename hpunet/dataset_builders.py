@@ -227,10 +227,48 @@ def build(name: str,
       raise FileNotFoundError(
           f"Manual directory {manual_dir} for dataset {name!r} does not exist"
           f" or is empty. {instructions}")
-  builder.download_and_prepare(
+  return download_and_prepare(
+      builder, reopen=lambda: (
+          module.make_builder(name, data_dir=expand_path(data_dir),
+                              manual_dir=manual_dir)
+          if hasattr(module, "make_builder") else
+          tfds.builder(name, data_dir=expand_path(data_dir))),
       download_config=tfds.download.DownloadConfig(
           manual_dir=manual_dir, try_download_gcs=False),
       file_format=file_format)
+
+
+def download_and_prepare(builder, *, reopen, **kwargs):
+  """`builder.download_and_prepare(**kwargs)`, when another process may be
+  building the same dataset into the same `data_dir`.
+
+  Several training runs started at once on a fresh machine each build the
+  dataset they find missing. TFDS writes each build into its own
+  `incomplete.*` folder and renames it into place at the end; every build but
+  the first then fails that rename with FileExistsError (and removes its own
+  folder). The dataset in place is then complete (TFDS renames only whole
+  builds), so this returns `reopen()`, a builder that reads it.
+
+  Args:
+    builder: the unprepared `tfds.core.DatasetBuilder`.
+    reopen: makes a new builder of the same dataset (the failed one holds
+      the in-memory info of its own build).
+    **kwargs: for `builder.download_and_prepare`.
+
+  Returns:
+    The prepared builder.
+  """
+  try:
+    builder.download_and_prepare(**kwargs)
+  except FileExistsError:
+    info = epath.Path(builder.data_dir) / "dataset_info.json"
+    if not info.exists():
+      raise
+    logging.info("%s was built by another process meanwhile; using it.",
+                 builder.data_dir)
+    builder = reopen()
+    if not builder.is_prepared():
+      raise
   return builder
 
 

@@ -286,7 +286,8 @@ def _open_builder(cfg: ml_collections.ConfigDict):
   builder = tfds.builder(dataset, data_dir=data_dir)
   if not builder.is_prepared():
     if cfg.get("prepare_if_missing", False):
-      builder.download_and_prepare(
+      builder = dataset_builders.download_and_prepare(
+          builder, reopen=lambda: tfds.builder(dataset, data_dir=data_dir),
           download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     else:
       raise FileNotFoundError(

@@ -5,6 +5,7 @@ python -m hpunet.build_dataset command."""
 import importlib.util
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -196,6 +197,33 @@ def test_failed_build_leaves_no_dataset_behind(tmp_path):
                                 data_dir=data_dir, file_format="array_record")
   assert builder.is_prepared()
   assert _split_sizes("lidc/crops", data_dir)["test"] == 2
+
+
+def test_a_build_that_loses_the_race_reads_the_winners_dataset(
+    tmp_path, synthetic_data_dir):
+  """Two runs building the same missing dataset at once: the second one's
+  final rename fails, and it reads the dataset the first one put there."""
+  dataset_builders.load_builder_module("synthetic")
+  data_dir = tmp_path / "tfds"
+  builder = tfds.builder("synthetic/s32", data_dir=data_dir)
+  final_dir = builder.data_dir
+  prepare = builder._download_and_prepare  # pylint: disable=protected-access
+
+  def racing(*args, **kwargs):  # the other build finishes first
+    out = prepare(*args, **kwargs)
+    shutil.copytree(os.path.join(synthetic_data_dir, "synthetic", "s32",
+                                 os.path.basename(final_dir)), final_dir)
+    return out
+
+  builder._download_and_prepare = racing  # pylint: disable=protected-access
+  prepared = dataset_builders.download_and_prepare(
+      builder, reopen=lambda: tfds.builder("synthetic/s32", data_dir=data_dir),
+      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  assert prepared.is_prepared() and prepared is not builder
+  assert {k: v.num_examples for k, v in prepared.info.splits.items()} == {
+      "train": 512, "validation": 64, "test": 64}
+  assert [p.name for p in (data_dir / "synthetic" / "s32").iterdir()] == [
+      os.path.basename(final_dir)]  # the losing build's folder is gone
 
 
 # ----------------------------------------------------------------------------
