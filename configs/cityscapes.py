@@ -115,6 +115,7 @@ def get_config(arg=None):
       weight_decay=1e-5,
       # Options beyond the papers, off (hpunet/objectives.py).
       kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
+      kl_level_weights=config_dict.placeholder(tuple),
   ))
 
   # --- Optimizer and learning-rate schedule.

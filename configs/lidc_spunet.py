@@ -69,6 +69,7 @@ def get_config(arg=None):
       weight_decay_mode="all",  # sum(w^2 + b^2); objectives.py
       # Options beyond the papers, off (hpunet/objectives.py).
       kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
+      kl_level_weights=config_dict.placeholder(tuple),
   ))
 
   # --- Learning-rate schedule (the sPU-Net paper's, see above).

@@ -113,6 +113,8 @@ def get_config(arg=None):
       weight_decay=1e-5,
       # Options beyond the papers, off (hpunet/objectives.py).
       kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
+      # One KL factor per latent level, coarse -> fine (None = none).
+      kl_level_weights=config_dict.placeholder(tuple),
       # (start, end): level_dropout_rate decays between these steps, to
       # level_dropout_final_scale times itself (0 = to no dropout).
       level_dropout_decay_steps=(0, 0), level_dropout_final_scale=0.0,

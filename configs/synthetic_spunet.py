@@ -41,7 +41,8 @@ def get_config(arg=None):
       top_k_percentage=config_dict.placeholder(float),
       deterministic_top_k=False, weight_decay=1e-5,
       weight_decay_mode="all",  # sum(w^2 + b^2); objectives.py
-      kl_warmup_steps=0, free_bits=0.0, kl_balancing=False))
+      kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
+      kl_level_weights=config_dict.placeholder(tuple)))
   if arg == "smoke":
     config.model.channels_per_block = (4, 8, 8)
     config.model.convs_per_block = 2

@@ -50,6 +50,13 @@ says what they changed there (not enough: the 1x1 level stayed unused):
   number of latent units `n_l`, plus 0.01), normalised to mean 1, without a
   gradient through gamma. Levels that carry more than their share are priced
   more, and unused levels become cheap.
+- `kl_level_weights` (() = off): one factor per latent level (coarse ->
+  fine) on its KL, a price per nat that depends on the scale. Uniform
+  prices (beta, kappa) leave a factor that is constant across the image as
+  cheap to spell out in several fine cells as in one global latent once an
+  optimiser has found the fine code; a higher price on the finer levels
+  makes every nat they carry cost more than the same nat on a coarser
+  level, so the fine copy of an image-wide bit loses its value.
 
 One schedule of a model option sits here too, because it needs the step:
 
@@ -80,9 +87,12 @@ _DEFAULTS = dict(decay=0.99, rate=1e-2, beta=None, top_k_percentage=None,
                  kl_warmup_steps=0, free_bits=0.0, kl_balancing=False,
                  epsilon=None, weight_decay_mode="all",
                  level_dropout_decay_steps=(0, 0),
-                 level_dropout_final_scale=0.0)
+                 level_dropout_final_scale=0.0, kl_level_weights=())
 
 LOSS_TYPES = ("geco", "elbo", "ce", "mheads")
+# The options beyond the papers that change how the KL enters the loss.
+KL_OPTIONS = ("kl_warmup_steps", "free_bits", "kl_balancing",
+              "kl_level_weights")
 # The losses of models without a posterior (no KL term).
 NO_POSTERIOR_LOSS_TYPES = ("ce", "mheads")
 
@@ -103,7 +113,7 @@ def _loss_settings(loss_config: Mapping[str, Any]) -> dict:
       raise ValueError("config.loss.top_k_percentage must be None for the "
                        "M-heads loss (it ranks whole images per head).")
   if cfg["type"] in NO_POSTERIOR_LOSS_TYPES:
-    for key in ("kl_warmup_steps", "free_bits", "kl_balancing"):
+    for key in KL_OPTIONS:
       if cfg[key]:
         raise ValueError(f"config.loss.{key}={cfg[key]!r}: the "
                          f"{cfg['type']!r} loss has no KL term; expected it "
@@ -127,6 +137,11 @@ def _loss_settings(loss_config: Mapping[str, Any]) -> dict:
   if cfg["kl_balancing"] and not int(cfg["kl_warmup_steps"]):
     raise ValueError("config.loss.kl_balancing needs kl_warmup_steps > 0: "
                      "as in NVAE it acts only during the KL warm-up.")
+  weights = tuple(cfg["kl_level_weights"] or ())
+  if any(not float(w) > 0 for w in weights):
+    raise ValueError("config.loss.kl_level_weights must be factors > 0, one "
+                     f"per latent level, got {weights!r}.")
+  cfg["kl_level_weights"] = weights
   return cfg
 
 
@@ -164,8 +179,8 @@ def kl_weight(step, kl_warmup_steps: int) -> Array:
 
 
 def kl_term(kl_per_level, latent_units, *, step, kl_warmup_steps: int = 0,
-            free_bits: float = 0.0, kl_balancing: bool = False
-            ) -> tuple[Array, dict]:
+            free_bits: float = 0.0, kl_balancing: bool = False,
+            level_weights=()) -> tuple[Array, dict]:
   """The KL as it enters the loss, from the batch-mean KL of each level.
 
   Args:
@@ -174,6 +189,7 @@ def kl_term(kl_per_level, latent_units, *, step, kl_warmup_steps: int = 0,
       channels), NVAE's group sizes for the balancing.
     step: the optimisation step (warm-up).
     kl_warmup_steps, free_bits, kl_balancing: see the module docstring.
+    level_weights: `kl_level_weights`, one factor per level or () for none.
 
   Returns:
     (kl_loss, summaries): `kl_loss` equals `sum(kl_per_level)` when every
@@ -193,6 +209,12 @@ def kl_term(kl_per_level, latent_units, *, step, kl_warmup_steps: int = 0,
     gamma = jnp.where(beta < 1.0, gamma, jnp.ones_like(gamma))
     summaries.update({f"kl_coeff_{i}": g for i, g in enumerate(gamma)})
     kls = gamma * kls
+  if level_weights:
+    if len(level_weights) != kls.shape[0]:
+      raise ValueError(
+          f"config.loss.kl_level_weights={tuple(level_weights)!r}: expected "
+          f"one factor per latent level, {kls.shape[0]}.")
+    kls = jnp.asarray(level_weights, jnp.float32) * kls
   return beta * jnp.sum(kls), summaries
 
 
@@ -298,15 +320,15 @@ def objective(params: dict, geco_state: geco.GecoState, rng: Array,
       deterministic_top_k=cfg["deterministic_top_k"], rng=topk_rng)
   kl_per_level = [jnp.mean(kl) for kl in outputs.kl]  # averaged over images
   kl_sum = sum(kl_per_level)
-  kl_options = any(cfg[k] for k in ("kl_warmup_steps", "free_bits",
-                                     "kl_balancing"))
+  kl_options = any(cfg[k] for k in KL_OPTIONS)
   kl_loss, kl_summaries = kl_sum, {}  # the papers' objective
   if kl_options:
     kl_loss, kl_summaries = kl_term(
         kl_per_level, relative_latent_units(networks.latent_dims), step=step,
         kl_warmup_steps=int(cfg["kl_warmup_steps"]),
         free_bits=float(cfg["free_bits"]),
-        kl_balancing=bool(cfg["kl_balancing"]))
+        kl_balancing=bool(cfg["kl_balancing"]),
+        level_weights=cfg["kl_level_weights"])
   num_selected = jnp.mean(jnp.sum(rec.mask.reshape(rec.mask.shape[0], -1), 1))
   metrics = {
       "rec_loss_sum": rec.sum,

@@ -344,6 +344,21 @@ def _check_loss(config) -> None:
   if loss.get("free_bits") is not None:
     check_number(loss.free_bits, "config.loss.free_bits", low=0,
                  what="nats per latent level, 0 = off")
+  weights = loss.get("kl_level_weights")
+  if weights:  # objectives.py option, off when absent or ()
+    if (not isinstance(weights, (tuple, list)) or
+        not all(isinstance(w, (int, float, np.integer, np.floating)) and
+                not isinstance(w, bool) and w > 0 for w in weights)):
+      raise UserError(f"config.loss.kl_level_weights={weights!r}: expected a "
+                      "tuple of factors > 0, one per latent level (coarse -> "
+                      "fine), or () for none.")
+    from hpunet import networks as networks_lib  # pylint: disable=g-import-not-at-top
+    levels = sum(1 for d in networks_lib.make_networks(config.model).latent_dims
+                 if d > 0)
+    if len(weights) != levels:
+      raise UserError(f"config.loss.kl_level_weights={tuple(weights)!r}: "
+                      f"expected {levels} factors, one per latent level of "
+                      "the model (coarse -> fine).")
   decay = loss.get("level_dropout_decay_steps")
   is_pair = (isinstance(decay, (tuple, list)) and len(decay) == 2 and
              all(_is_int(x) for x in decay))

@@ -299,6 +299,20 @@ def test_kl_balancing_weights_levels_by_kl_per_unit_during_warmup():
   np.testing.assert_allclose([s["kl_coeff_0"], s["kl_coeff_1"]], [1.0, 1.0])
 
 
+def test_kl_level_weights_price_each_level_and_its_gradient():
+  def loss(kls, step=0):
+    return objectives.kl_term(list(kls), [1.0, 4.0, 16.0], step=step,
+                              kl_warmup_steps=10,
+                              level_weights=(1.0, 2.0, 8.0))[0]
+  kls = jnp.array([0.5, 2.0, 0.25])
+  np.testing.assert_allclose(loss(kls, step=10), 0.5 + 4.0 + 2.0)
+  np.testing.assert_allclose(loss(kls, step=5), 0.5 * 6.5)  # warm-up half
+  np.testing.assert_allclose(jax.grad(loss)(kls, 10), [1.0, 2.0, 8.0])
+  with pytest.raises(ValueError, match="one factor per latent level, 3"):
+    objectives.kl_term(list(kls), [1.0, 4.0, 16.0], step=0,
+                       level_weights=(1.0, 2.0))
+
+
 def test_relative_latent_units_skip_empty_levels():
   assert objectives.relative_latent_units((1, 1, 1, 1)) == [1, 4, 16, 64]
   assert objectives.relative_latent_units((0, 0, 0, 2)) == [128]
@@ -307,6 +321,7 @@ def test_relative_latent_units_skip_empty_levels():
 
 @pytest.mark.parametrize("bad", [dict(kl_warmup_steps=-1),
                                  dict(free_bits=-0.5),
+                                 dict(kl_level_weights=(1.0, 0.0)),
                                  dict(kl_balancing=True)])
 def test_kl_options_are_validated(bad):
   with pytest.raises(ValueError, match="config.loss"):
@@ -325,11 +340,11 @@ def test_every_config_keeps_the_papers_objective():
   for path in configs:
     loss = config_lib.load_config(path).loss
     if loss.type in objectives.NO_POSTERIOR_LOSS_TYPES:  # the baselines
-      assert not any(loss.get(k) for k in (
-          "kl_warmup_steps", "free_bits", "kl_balancing")), path
+      assert not any(loss.get(k) for k in objectives.KL_OPTIONS), path
       continue
     assert (loss.kl_warmup_steps, loss.free_bits, loss.kl_balancing) == (
         0, 0.0, False), path
+    assert not loss.get("kl_level_weights"), path
 
 
 def test_weight_decay_modes():
