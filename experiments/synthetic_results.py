@@ -35,9 +35,9 @@ interruption; training resumes from its last checkpoint):
 Committed results name the runs' workdirs relative to `--root`, so they hold
 no machine paths.
 
-Total cost on an idle 2-core CPU: about 13 hours of training (53 runs: 23
+Total cost on an idle 2-core CPU: about 19 hours of training (61 runs: 23
 at 64x64 of 6-13 minutes, the 4-member ensemble about 15, the 3x-steps one
-25; 30 at 128x128 of 14-35 minutes), about an hour of evaluation, 8
+25; 38 at 128x128 of 14-35 minutes), about an hour of evaluation, 8
 minutes for the two oracles, 5-30 minutes per diagnosed run (the 128x128
 one the longest) and about 2 hours for global_code.
 """
@@ -64,7 +64,8 @@ S128_RUNS = ("s128", "s128_level_dropout", "s128_level_dropout_z4",
              "s128_kappa_dropout_decay", "s128_elbo_b3", "s128_elbo_b10",
              "s128_elbo_b30", "s128_spunet", "s128_skips",
              "s128_elbo_b10_skips", "s128_coarse_first", "s128_visible_b10",
-             "s128_residual", "s128_residual_floor", "s128_coarse_first_floor")
+             "s128_residual", "s128_residual_floor", "s128_coarse_first_floor",
+             "s128_scale_price", "s128_scale_price_z4")
 ORACLES = {ORACLE: "hpunet", "oracle_s128": "s128"}  # dir -> its dataset's run
 ORACLE_SAMPLES = (16, 256)
 TV_SAMPLES = 256  # the "many samples per image" mode-frequency TV
@@ -267,6 +268,36 @@ RUNS = {
                                 _COARSE_FIRST + (
                                     "--config.loss.level_dropout_final_scale="
                                     "0.2",)),
+    # Round 11: every remedy so far priced a nat the same on every level,
+    # so an image-wide bit spelled out in three 8x8 cells (the spots) was
+    # cheaper to keep than to move once found. A price per nat that doubles
+    # with each finer level (kl_level_weights, coarse -> fine): at beta =
+    # 10 the spots cost ~7 nats on the 1x1 level, ~41 in three 2x2 cells,
+    # ~83 in three 4x4 cells and ~166 in three 8x8 cells, against ~73 nats
+    # of CE when they are hedged, so only the two coarsest levels can afford
+    # them. Otherwise s128_elbo_b10_skips (faithful scalar latents).
+    "s128_scale_price": ("synthetic_no_topk:s128", (0, 1, 2),
+                         "HPU-Net, 128x128, ELBO β = 10, global latent "
+                         "skips, KL price 1/2/4/8 by level",
+                         "as s128_elbo_b10_skips, the KL of the 1x1, 2x2, "
+                         "4x4 and 8x8 levels weighted 1, 2, 4, 8",
+                         ("--config.loss.type=elbo",
+                          "--config.loss.beta=10.0",
+                          "--config.model.global_latent_skips=True",
+                          "--config.loss.kl_level_weights=(1.0,2.0,4.0,8.0)")),
+    # Round 11's second row: in s128_scale_price the 2x2 cells, not the
+    # scalar 1x1 latent, take what leaves the fine levels. The same price
+    # with room for several factors on the 1x1 grid (4 latents), one seed.
+    "s128_scale_price_z4": ("synthetic_no_topk:s128", (0,),
+                            "HPU-Net, 128x128, ELBO β = 10, global latent "
+                            "skips, KL price 1/2/4/8 by level, 4-d 1x1",
+                            "as s128_scale_price, 4 latents on the 1x1 grid",
+                            ("--config.loss.type=elbo",
+                             "--config.loss.beta=10.0",
+                             "--config.model.global_latent_skips=True",
+                             "--config.model.latent_dims=(4,1,1,1)",
+                             "--config.loss.kl_level_weights="
+                             "(1.0,2.0,4.0,8.0)")),
     "level_dropout": ("synthetic", (0,), "HPU-Net, level dropout",
                       "levels 1-3 at the prior mean for half of the examples",
                       ("--config.model.level_dropout_rate=0.5",)),
