@@ -67,8 +67,6 @@ _DATA = [
 
 _TEST = [
     "pytest>=9.2.0",
-    # Two test processes (README's test command: -n 2), one per CI core.
-    "pytest-xdist>=3.8.0",
     "dill>=0.4.1",  # needed by tfds.testing, undeclared by tfds.
     # Reference for hpunet.metrics.adapted_rand_error (tests only).
     "scikit-image>=0.26.0,<0.27",

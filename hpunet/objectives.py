@@ -50,13 +50,13 @@ says what they changed there (not enough: the 1x1 level stayed unused):
   number of latent units `n_l`, plus 0.01), normalised to mean 1, without a
   gradient through gamma. Levels that carry more than their share are priced
   more, and unused levels become cheap.
-- `kl_level_weights` (() = off): one factor per latent level (coarse ->
-  fine) on its KL, a price per nat that depends on the scale. Uniform
-  prices (beta, kappa) leave a factor that is constant across the image as
-  cheap to spell out in several fine cells as in one global latent once an
-  optimiser has found the fine code; a higher price on the finer levels
-  makes every nat they carry cost more than the same nat on a coarser
-  level, so the fine copy of an image-wide bit loses its value.
+- `kl_level_weights` (None or () = off): one factor per latent level
+  (coarse -> fine) on its KL, a price per nat that depends on the scale.
+  Uniform prices (beta, kappa) leave a factor that is constant across the
+  image as cheap to spell out in several fine cells as in one global
+  latent once an optimiser has found the fine code; a higher price on the
+  finer levels makes every nat they carry cost more than the same nat on a
+  coarser level, so the fine copy of an image-wide bit loses its value.
 
 One schedule of a model option sits here too, because it needs the step:
 

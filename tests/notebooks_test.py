@@ -30,20 +30,11 @@ import pytest
 
 from hpunet import config_lib
 
-# One pytest-xdist worker runs them one after the other, so that later
-# notebooks find the samplers the first one compiled in the cache.
-pytestmark = pytest.mark.xdist_group("notebooks")
-
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NOTEBOOKS = os.path.join(_REPO, "notebooks")
 _NAMES = ("quickstart", "lidc", "instances")
-# Whole-notebook deadlines (seconds), generous for a loaded 2-core machine
-# running one test process. Under pytest-xdist (README's test command: -n 2)
-# each of the N workers has about 1/N of the machine, so the deadline is N
-# times longer.
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-_TIMEOUT_S = {name: seconds * _WORKERS for name, seconds in
-              {"quickstart": 120, "lidc": 180, "instances": 180}.items()}
+# Whole-notebook deadlines (seconds), generous for a loaded 2-core machine.
+_TIMEOUT_S = {"quickstart": 120, "lidc": 180, "instances": 180}
 _MARKER = "NOTEBOOK_VALUES="
 
 
