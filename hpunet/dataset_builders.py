@@ -206,12 +206,15 @@ def build(name: str,
     raise ValueError(
         f"file_format={file_format!r}; expected one of {FILE_FORMATS}.")
   module = load_builder_module(name, datasets_dir)
-  if hasattr(module, "make_builder"):
-    # Builders whose config is read from the files (`folder`: the sizes).
-    builder = module.make_builder(name, data_dir=expand_path(data_dir),
-                                  manual_dir=expand_path(manual_dir))
-  else:
-    builder = tfds.builder(name, data_dir=expand_path(data_dir))
+
+  def open_builder():
+    if hasattr(module, "make_builder"):
+      # Builders whose config is read from the files (`folder`: the sizes).
+      return module.make_builder(name, data_dir=expand_path(data_dir),
+                                 manual_dir=expand_path(manual_dir))
+    return tfds.builder(name, data_dir=expand_path(data_dir))
+
+  builder = open_builder()
   if builder.is_prepared():  # Nothing to do (and no manual_dir needed).
     return builder
   remove_stale_partial_builds(builder.data_dir)
@@ -228,11 +231,7 @@ def build(name: str,
           f"Manual directory {manual_dir} for dataset {name!r} does not exist"
           f" or is empty. {instructions}")
   return download_and_prepare(
-      builder, reopen=lambda: (
-          module.make_builder(name, data_dir=expand_path(data_dir),
-                              manual_dir=manual_dir)
-          if hasattr(module, "make_builder") else
-          tfds.builder(name, data_dir=expand_path(data_dir))),
+      builder, reopen=open_builder,
       download_config=tfds.download.DownloadConfig(
           manual_dir=manual_dir, try_download_gcs=False),
       file_format=file_format)
