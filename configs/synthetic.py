@@ -99,6 +99,11 @@ def get_config(arg=None):
       # unexplained (not in the papers; 0 = off): see
       # model.HierarchicalProbUNet and the README's results, round 9.
       residual_posterior_from=0,
+      # The posterior's encoder halves the resolution by max pooling ("max";
+      # not in the papers) instead of the official average pooling
+      # ("mean"): see model.HierarchicalProbUNet and the README's results,
+      # round 12.
+      posterior_pooling="mean",
   ))
 
   # --- Loss.

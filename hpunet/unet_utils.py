@@ -55,6 +55,18 @@ def resize_down(x: Array) -> Array:
   return hk.avg_pool(x, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
 
 
+def max_pool_down(x: Array) -> Array:
+  """2x2 max pooling, stride 2, VALID: [B, H, W, C] -> [B, H/2, W/2, C].
+
+  The alternative to `resize_down` for the posterior's encoder (option
+  `posterior_pooling="max"`, not in the papers): a feature that fires
+  anywhere in the window survives whole instead of being averaged away."""
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    raise ValueError(
+        f"max_pool_down needs even spatial dims, got {x.shape[1:3]}.")
+  return hk.max_pool(x, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+
 def resize_up(x: Array) -> Array:
   """Nearest-neighbour x2 up-sampling by pixel repetition: H, W -> 2H, 2W.
 
