@@ -65,7 +65,6 @@ from scipy import ndimage  # pylint: disable=g-import-not-at-top
 
 from hpunet import input_pipeline  # pylint: disable=g-import-not-at-top
 from hpunet import losses  # pylint: disable=g-import-not-at-top
-from hpunet import model as hpu_model  # pylint: disable=g-import-not-at-top
 from hpunet import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
 from hpunet import networks as networks_lib  # pylint: disable=g-import-not-at-top
 from hpunet import train as train_lib  # pylint: disable=g-import-not-at-top
@@ -73,15 +72,9 @@ from hpunet import train as train_lib  # pylint: disable=g-import-not-at-top
 CODES = ("none", "mode")
 # Full HPU-Nets trained by this script's loop: `hpunet_free` as the beta = 10
 # runs, `hpunet_spots` with its 1x1 latent set to the spot bit (+1 / -1).
-# `hpunet_released` starts from the `hpunet_spots` solution (its posterior and
-# prior heads on the 1x1 level fitted to the spot bit) and then trains the
-# plain ELBO: does training keep the global code once it has it?
-HPUNETS = ("hpunet_free", "hpunet_spots", "hpunet_released")
+HPUNETS = ("hpunet_free", "hpunet_spots")
 SEEDS = {"none": (0,), "mode": (0,), "hpunet_free": (0, 1),
-         "hpunet_spots": (0, 1), "hpunet_released": (0,)}  # committed rows
-# Phase one of `hpunet_released`: the 1x1 posterior is fitted to
-# N(spot bit, SPOT_SCALE^2), a code the decoder can read without error.
-SPOT_SCALE = 0.25
+         "hpunet_spots": (0, 1)}  # the committed rows
 CODE_DIM = 8  # g one-hot (2) + s1 one-hot (3) + s2 one-hot (3)
 REGIONS = ("spots", "blobs", "rings", "rest")
 BETA = 10.0
@@ -190,8 +183,7 @@ def _batches(config, train_data, seed):
 
 def _fit(config, name, loss_fn, params, train_data, seed, log):
   """Adam with the configs' schedule on `loss_fn(params, rng, img, seg,
-  mode) -> (loss, aux)`, aux the CE per image or [CE, KL of each level];
-  returns (params, seconds)."""
+  mode) -> (loss, CE)`; returns (params, seconds)."""
   tx = train_lib.create_optimizer(config)
   opt_state = tx.init(params)
   weight_decay = float(config.loss.weight_decay)
@@ -217,11 +209,9 @@ def _fit(config, name, loss_fn, params, train_data, seed, log):
         key, t), img, seg, jnp.asarray(mode))
     recent.append(rec)  # read back only when logged: no sync per step
     if (t + 1) % 250 == 0:
-      aux = np.atleast_1d(np.mean(jax.device_get(recent), axis=0))
-      kl = " ".join(f"{k:.2f}" for k in aux[1:])
-      log(f"  {name}: step {t + 1}, train CE {aux[0]:.1f} nats/image"
-          + (f", KL per level {kl}" if kl else "")
-          + f" ({time.time() - start:.0f} s)")
+      ce = float(np.mean(jax.device_get(recent)))
+      log(f"  {name}: step {t + 1}, train CE {ce:.1f} "
+          f"nats/image ({time.time() - start:.0f} s)")
       recent = []
   return params, time.time() - start
 
@@ -265,11 +255,14 @@ def train_code_decoder(config, code: str, train_data, *, seed: int = 0,
   return networks, params, seconds
 
 
-def _elbo_loss(networks, beta, name):
-  """The beta-ELBO of `hpunet_free` / `hpunet_spots` (for the latter the 1x1
-  level's KL is left out: its latent is given, not drawn); aux [CE, KL per
-  level]."""
+def train_hpunet(config, name: str, train_data, *, seed: int = 0,
+                 log=print):
+  """`hpunet_free` / `hpunet_spots` (HPUNETS): the ELBO with beta =
+  config.loss.beta; for `hpunet_spots` the 1x1 level's KL is left out (its
+  latent is given, not drawn from the posterior)."""
+  networks = networks_lib.make_networks(config.model)
   levels = len(networks.latent_dims)
+  beta = float(config.loss.beta)
   first = 1 if name == "hpunet_spots" else 0
 
   def loss_fn(params, rng, img, seg, mode):
@@ -277,60 +270,11 @@ def _elbo_loss(networks, beta, name):
     out = networks.train_outputs(params, rng, seg=one_hot, img=img,
                                  posterior_z=_posterior_z(name, mode, levels))
     rec = losses.softmax_cross_entropy(out.logits, one_hot).sum((1, 2)).mean()
-    kl = [k.mean() for k in out.kl]
-    return rec + beta * sum(kl[first:]), jnp.stack([rec] + kl)
+    kl = sum(k.mean() for k in out.kl[first:])
+    return rec + beta * kl, rec
 
-  return loss_fn
-
-
-def _spot_heads_loss(networks, beta):
-  """Phase one of `hpunet_released`: the `hpunet_spots` loss, plus the 1x1
-  posterior fitted to N(spot bit, SPOT_SCALE^2) and the 1x1 prior to that
-  posterior (KL(sg(q) || p)), so that the plain ELBO starts from a model
-  whose posterior and prior already carry the spot bit on the 1x1 level.
-  aux [CE, KL per level]."""
-  levels = len(networks.latent_dims)
-
-  def loss_fn(params, rng, img, seg, mode):
-    one_hot = jax.nn.one_hot(seg, 2)
-    # One pass: the model's own ELBO terms (as `train_outputs` computes them
-    # without level dropout) and the 1x1 heads' distributions.
-    rec = networks.reconstruct_full(
-        params, rng, seg=one_hot, img=img,
-        posterior_z=_posterior_z("hpunet_spots", mode, levels))
-    ce = losses.softmax_cross_entropy(rec.logits, one_hot).sum((1, 2)).mean()
-    kl = [hpu_model.kl_divergence(q, p).mean()
-          for q, p in zip(rec.posterior, rec.prior)]
-    q, p = rec.posterior[0], rec.prior[0]
-    target = hpu_model.Gaussian(spot_z(mode), jnp.full_like(
-        q.log_scale, math.log(SPOT_SCALE)))
-    fit_q = hpu_model.kl_divergence(q, target).mean()
-    fit_p = hpu_model.kl_divergence(
-        hpu_model.Gaussian(*jax.tree.map(jax.lax.stop_gradient, tuple(q))),
-        p).mean()
-    return ce + beta * sum(kl[1:]) + fit_q + fit_p, jnp.stack([ce] + kl)
-
-  return loss_fn
-
-
-def train_hpunet(config, name: str, train_data, *, seed: int = 0,
-                 log=print):
-  """`hpunet_free` / `hpunet_spots` / `hpunet_released` (HPUNETS), each
-  `config.num_train_steps` steps of the ELBO with beta = config.loss.beta
-  (`hpunet_released`: twice that, the first half from the spot code)."""
-  networks = networks_lib.make_networks(config.model)
-  beta = float(config.loss.beta)
-  params = _init(networks, config, seed)
-  if name == "hpunet_released":
-    params, first_seconds = _fit(config, f"{name} (spot code)",
-                                 _spot_heads_loss(networks, beta), params,
-                                 train_data, seed, log)
-    params, seconds = _fit(config, f"{name} (released)",
-                           _elbo_loss(networks, beta, "hpunet_free"), params,
-                           train_data, seed + 1000, log)
-    return networks, params, first_seconds + seconds
-  params, seconds = _fit(config, name, _elbo_loss(networks, beta, name),
-                         params, train_data, seed, log)
+  params, seconds = _fit(config, name, loss_fn, _init(networks, config, seed),
+                         train_data, seed, log)
   return networks, params, seconds
 
 
@@ -438,8 +382,6 @@ LABELS = {
     "mode": "decoder given the mode (spot bit, both blobs)",
     "hpunet_free": "HPU-Net, trained here",
     "hpunet_spots": "HPU-Net, trained here, 1x1 latent = the spot bit",
-    "hpunet_released": ("HPU-Net, trained here from the spot-bit solution, "
-                        "then the plain ELBO"),
 }
 
 

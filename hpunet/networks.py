@@ -135,12 +135,10 @@ def make_networks(model_config: Mapping[str, Any], *,
                                ("posterior_z", posterior_z)) if v is not None}
     return build().train_outputs(seg=seg, img=img, **extra)
 
-  def _reconstruct(*, seg, img, mean=False, posterior_z=None):
-    extra = {} if posterior_z is None else {"posterior_z": posterior_z}
-    return build().reconstruct(seg=seg, img=img, mean=mean, **extra)
-
   train_outputs = hk.transform(_train_outputs)
-  reconstruct = hk.transform(_reconstruct) if has_posterior else None
+  reconstruct = hk.transform(
+      lambda *, seg, img, mean=False: build().reconstruct(
+          seg=seg, img=img, mean=mean)) if has_posterior else None
   sample = hk.transform(
       lambda img, *, mean=False, z_q=None: build().sample(
           img, mean=mean, z_q=z_q))
