@@ -7,6 +7,7 @@ dims (3, 2, 1). Shapes are ported from it; the value checks it lacked are
 added.
 """
 
+import collections
 import functools
 
 import haiku as hk
@@ -42,12 +43,44 @@ def _inputs(seed=0):
   return jnp.asarray(seg, jnp.float32), jnp.asarray(img, jnp.float32)
 
 
+def _orthogonal(rng, shape):
+  """Haiku's `Orthogonal(scale=1)` recipe in numpy: rows (kh kw cin) x cols
+  (cout), QR of a Gaussian matrix, signs from R's diagonal."""
+  rows, cols = int(np.prod(shape[:-1])), shape[-1]
+  q, r = np.linalg.qr(rng.normal(size=(max(rows, cols), min(rows, cols))))
+  q *= np.sign(np.diag(r))
+  return (q if rows >= cols else q.T).reshape(shape).astype(np.float32)
+
+
+def _truncated_normal(rng, shape, stddev=0.001):
+  x = rng.normal(size=shape)
+  while np.any(np.abs(x) > 2):  # resample beyond 2 sigma
+    bad = np.abs(x) > 2
+    x[bad] = rng.normal(size=bad.sum())
+  return (stddev * x).astype(np.float32)
+
+
+def _init(networks, seed=0):
+  """Parameters drawn in numpy from the official initialisers'
+  distributions (orthogonal weights, truncated-normal biases) for the
+  structure `networks.init` makes (traced, not compiled). A jitted Haiku
+  init of this model compiles one threefry kernel per parameter (2-4
+  minutes on a 2-core CPU); these tests compare code paths, and
+  `test_initialisers_are_orthogonal_and_truncated_normal` checks the
+  model's own initialisers."""
+  seg, img = _inputs()
+  shapes = jax.eval_shape(networks.init, jax.random.key(0), seg=seg, img=img)
+  rng = np.random.RandomState(seed)
+  return {module: {name: jnp.asarray(
+      _orthogonal(rng, s.shape) if name == "w" else
+      _truncated_normal(rng, s.shape)) for name, s in sorted(p.items())}
+          for module, p in sorted(shapes.items())}
+
+
 @functools.lru_cache(maxsize=None)
 def _networks_and_params():
   networks = networks_lib.make_networks(_model_config())
-  seg, img = _inputs()
-  params = jax.jit(networks.init)(jax.random.key(0), seg=seg, img=img)
-  return networks, params
+  return networks, _init(networks)
 
 
 def _prior_core_outputs(params, img, **kwargs):
@@ -126,20 +159,48 @@ def test_lidc_default_latent_grids_and_widths():
 # --- Building blocks ------------------------------------------------------
 
 
-def test_initialisers_are_orthogonal_and_truncated_normal():
-  _, params = _networks_and_params()
-  biases = []
-  for name, p in params.items():
-    w = np.asarray(p["w"]).reshape(-1, p["w"].shape[-1])  # (kh*kw*cin, cout)
+def test_initialisers_are_orthogonal_and_truncated_normal(monkeypatch):
+  """Every weight of the model comes from `unet_utils.default_w_init`
+  (orthogonal) and every bias from `default_b_init` (truncated normal,
+  stddev 0.001); those initialisers draw what they claim."""
+  # The initialisers themselves (eager): tall and wide weight matrices.
+  weight_shapes = ((3, 3, 5, 7), (1, 1, 4, 10))
+  drawn = hk.transform(lambda: [hk.get_parameter(
+      f"w{i}", shape, init=unet_utils.default_w_init())
+                                for i, shape in enumerate(weight_shapes)] + [
+      hk.get_parameter("b", (4000,), init=unet_utils.default_b_init())]
+                       ).init(jax.random.key(0))["~"]
+  for i, shape in enumerate(weight_shapes):
+    w = np.asarray(drawn[f"w{i}"]).reshape(-1, shape[-1])  # (kh kw cin, cout)
     gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
     np.testing.assert_allclose(gram, np.eye(gram.shape[0]), atol=1e-5,
-                               err_msg=name)
-    biases.append(np.asarray(p["b"]))
-  biases = np.concatenate(biases)
+                               err_msg=str(shape))
+  biases = np.asarray(drawn["b"])
   assert np.all(np.abs(biases) <= 0.002 + 1e-7)  # truncated at 2 sigma
   assert 0.0005 < biases.std() < 0.0015
 
+  made = collections.defaultdict(list)
 
+  def recording(kind, make):
+    def factory():
+      init = make()
+
+      def record(shape, dtype):
+        made[kind].append(tuple(shape))
+        return init(shape, dtype)
+      return record
+    return factory
+
+  monkeypatch.setattr(unet_utils, "default_w_init", recording(
+      "w", unet_utils.default_w_init))
+  monkeypatch.setattr(unet_utils, "default_b_init", recording(
+      "b", unet_utils.default_b_init))
+  networks = networks_lib.make_networks(_model_config())
+  seg, img = _inputs()
+  shapes = jax.eval_shape(networks.init, jax.random.key(0), seg=seg, img=img)
+  for kind in ("w", "b"):
+    assert sorted(made[kind]) == sorted(
+        p[kind].shape for p in shapes.values()), kind
 def _numpy_conv(x, w, b):
   """SAME, stride-1 NHWC conv in numpy (reference for the res-block test)."""
   kh, kw = w.shape[:2]
@@ -264,7 +325,7 @@ def test_residual_posterior_sees_what_the_coarse_levels_leave_unexplained():
   seg, img = _inputs()
   residual = networks_lib.make_networks(_model_config(
       residual_posterior_from=1))
-  res_params = jax.jit(residual.init)(jax.random.key(0), seg=seg, img=img)
+  res_params = _init(residual)
   # One more posterior core, the same shapes as the faithful one.
   extra = {m: p for m, p in res_params.items() if m not in params}
   assert extra and all("/~/residual_posterior/~/" in m for m in extra)
@@ -391,7 +452,7 @@ def test_global_latent_skips_only_add_inputs_for_the_1x1_latent():
   seg, img = _inputs()
   networks, params = _networks_and_params()
   skips = networks_lib.make_networks(_model_config(global_latent_skips=True))
-  skip_params = jax.jit(skips.init)(jax.random.key(0), seg=seg, img=img)
+  skip_params = _init(skips)
   assert set(skip_params) == set(params)
   z0 = _LATENT_DIMS[0]
   grown = []
