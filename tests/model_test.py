@@ -251,6 +251,13 @@ def test_resampling():
       bilinear, jax.image.resize(x, (2, 8, 12, 3), "bilinear"), atol=1e-5)
   with pytest.raises(ValueError, match="even spatial dims"):
     hk.transform(unet_utils.resize_down).apply({}, None, jnp.ones((1, 3, 4, 1)))
+  x = x * jnp.where(jnp.arange(6) % 2 == 0, 1.0, -1.0)[:, None]  # mixed signs
+  down = hk.transform(unet_utils.max_pool_down).apply({}, None, x)
+  np.testing.assert_array_equal(
+      down, np.asarray(x).reshape(2, 2, 2, 3, 2, 3).max(axis=(2, 4)))
+  with pytest.raises(ValueError, match="even spatial dims"):
+    hk.transform(unet_utils.max_pool_down).apply({}, None,
+                                                 jnp.ones((1, 4, 3, 1)))
 
 
 # --- Semantics of sample / reconstruct / kl -------------------------------
@@ -499,6 +506,55 @@ def test_global_latent_skips_only_add_inputs_for_the_1x1_latent():
   with pytest.raises(ValueError, match="global_latent_skips"):
     networks_lib.make_networks(_model_config(global_latent_skips=True,
                                              latent_dims=(0, 2, 1)))
+
+
+def test_max_pooling_posterior_changes_only_the_posterior():
+  """`posterior_pooling="max"`: the same parameters; the posterior's encoder
+  halves the resolution by max pooling, the prior path (sampling) keeps
+  average pooling."""
+  networks, params = _networks_and_params()
+  seg, img = _inputs()
+  pooled = networks_lib.make_networks(_model_config(posterior_pooling="max"))
+  shapes = jax.eval_shape(pooled.init, jax.random.key(0), seg=seg, img=img)
+  assert jax.tree.map(jnp.shape, shapes) == jax.tree.map(jnp.shape, params)
+
+  def posterior_encoder(pooling):
+    def f(seg, img):
+      model = hpu_model.HierarchicalProbUNet(
+          latent_dims=_LATENT_DIMS, channels_per_block=_CHANNELS_PER_BLOCK,
+          num_classes=_NUM_CLASSES, posterior_pooling=pooling)
+      # pylint: disable=protected-access
+      return model._posterior.encode(model._posterior_input(seg, img))
+    return jax.jit(hk.transform(f).apply)(params, None, seg, img)
+
+  mean, peak = posterior_encoder("mean"), posterior_encoder("max")
+  np.testing.assert_array_equal(mean[0], peak[0])  # before any pooling
+  # Scale 1 reads the 2x2 maxima of scale 0's output: its blocks applied
+  # to them give the pooled encoder's scale-1 output.
+  prefix = "hpunet/~/posterior/~/"
+  blocks = [f"encoder_1_block_{b}" for b in range(3)]  # blocks_per_level 3
+
+  def scale_1(x):
+    for name in blocks:
+      x = unet_utils.ResBlock(_CHANNELS_PER_BLOCK[1],
+                              _CHANNELS_PER_BLOCK[1] // 2, 3, name=name)(x)
+    return x
+
+  np.testing.assert_allclose(
+      jax.jit(hk.transform(scale_1).apply)(
+          {m[len(prefix):]: p for m, p in params.items()
+           if m.startswith(prefix + "encoder_1_")}, None,
+          hk.transform(unet_utils.max_pool_down).apply({}, None, peak[0])),
+      peak[1], rtol=1e-5, atol=1e-6)
+  assert not np.allclose(mean[1], peak[1])
+  rng = jax.random.key(3)
+  np.testing.assert_array_equal(
+      jax.jit(pooled.sample_n, static_argnames="num_samples")(
+          params, rng, img, num_samples=2),
+      jax.jit(networks.sample_n, static_argnames="num_samples")(
+          params, rng, img, num_samples=2))
+  with pytest.raises(ValueError, match="posterior_pooling='avg'"):
+    networks_lib.make_networks(_model_config(posterior_pooling="avg"))
 
 
 def test_mean_and_z_q_semantics():
