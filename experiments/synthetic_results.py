@@ -65,7 +65,7 @@ S128_RUNS = ("s128", "s128_level_dropout", "s128_level_dropout_z4",
              "s128_elbo_b30", "s128_spunet", "s128_skips",
              "s128_elbo_b10_skips", "s128_coarse_first", "s128_visible_b10",
              "s128_residual", "s128_residual_floor", "s128_coarse_first_floor",
-             "s128_scale_price", "s128_scale_price_z4")
+             "s128_scale_price", "s128_scale_price_z4", "s128_max_pool")
 ORACLES = {ORACLE: "hpunet", "oracle_s128": "s128"}  # dir -> its dataset's run
 ORACLE_SAMPLES = (16, 256)
 TV_SAMPLES = 256  # the "many samples per image" mode-frequency TV
@@ -301,9 +301,10 @@ RUNS = {
     # Round 12: the posterior's 1x1 level reads the annotation through seven
     # 2x2 average poolings, so the spots (0.6 % of the pixels) reach it
     # diluted: trained only to read the spot bit there, the faithful
-    # posterior needs ~350 steps, with max pooling under 100
-    # (experiments/posterior_probe.py), while the 8x8 cells see the spots
-    # at once. s128_elbo_b10_skips with a max-pooling posterior.
+    # posterior stays at chance for 300-400+ steps, a max-pooling one reads
+    # it by step 50 (experiments/posterior_probe.py), while the 8x8 cells
+    # see the spots at once. s128_elbo_b10_skips with a max-pooling
+    # posterior.
     "s128_max_pool": ("synthetic_no_topk:s128", (0, 1, 2),
                       "HPU-Net, 128x128, ELBO β = 10, global latent skips, "
                       "max-pooling posterior",

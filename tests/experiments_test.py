@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -307,3 +308,36 @@ def test_readme_shows_the_committed_global_code_table():
     assert f.read() == table
   with open(os.path.join(_REPO, "README.md"), encoding="utf-8") as f:
     assert table in f.read()
+
+
+def test_readme_shows_the_committed_posterior_probe_table():
+  probe = _load("posterior_probe")
+  with open(os.path.join(probe.RESULTS, "results.json"),
+            encoding="utf-8") as f:
+    result = json.load(f)
+  assert {f"{p}/seed{s}" for p in probe.POOLINGS
+          for s in probe.SEEDS} <= set(result["rows"])
+  for row in result["rows"].values():
+    steps = [t for t, _, _ in row["curve"]]
+    assert steps == list(range(probe.EVAL_EVERY, probe.STEPS + 1,
+                               probe.EVAL_EVERY))
+    reached = [t for t, _, acc in row["curve"] if acc >= 0.95]
+    assert row["first_step_accuracy_0.95"] == (reached[0] if reached
+                                               else None)
+    assert 0.0 <= row["final_accuracy"] <= 1.0
+  table = probe.markdown(result)
+  with open(os.path.join(probe.RESULTS, "results.md"), encoding="utf-8") as f:
+    assert f.read() == table
+  with open(os.path.join(_REPO, "README.md"), encoding="utf-8") as f:
+    assert table in f.read()
+  # The probe reads the s128 HPU-Net's posterior, one 1x1 Gaussian per
+  # example, with either pooling (traced, not compiled).
+  config = probe.global_code.base_config()
+  h, w = config.input.image_size
+  for pooling in probe.POOLINGS:
+    net = probe.posterior_1x1(config, pooling)
+    seg = jnp.zeros((2, h, w, 2))
+    img = jnp.zeros((2, h, w, 1))
+    params = jax.eval_shape(net.init, jax.random.key(0), seg, img)
+    q = jax.eval_shape(net.apply, params, None, seg, img)
+    assert q.loc.shape == q.log_scale.shape == (2, 1, 1, 1)
