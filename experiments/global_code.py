@@ -409,6 +409,17 @@ def markdown(result) -> str:
   return "\n".join(rows) + "\n"
 
 
+def load_results(out):
+  """(`<out>/results.json`, its rows so far or none): a run adds rows to
+  what earlier runs wrote."""
+  os.makedirs(out, exist_ok=True)
+  path = os.path.join(out, "results.json")
+  if not os.path.exists(path):
+    return path, {"rows": {}}
+  with open(path, encoding="utf-8") as f:
+    return path, json.load(f)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--root", default=os.path.join(
@@ -440,13 +451,7 @@ def main():
   unknown = [r for r in runs if r not in synthetic_results.RUNS]
   if unknown:
     parser.error(f"--hpunet_runs: {unknown} not in synthetic_results.RUNS.")
-  os.makedirs(args.out, exist_ok=True)
-  path = os.path.join(args.out, "results.json")
-  result = {"rows": {}}
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      result = json.load(f)
-
+  path, result = load_results(args.out)
   config = base_config()
   test_data = load_split(config, "test")
   probs = test_data[4]

@@ -157,12 +157,7 @@ def main():
   except ValueError:
     parser.error(f"--seeds={args.seeds!r}: expected comma-separated "
                  "integers, e.g. 0,1.")
-  os.makedirs(args.out, exist_ok=True)
-  path = os.path.join(args.out, "results.json")
-  result = {"rows": {}}
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      result = json.load(f)
+  path, result = global_code.load_results(args.out)
   config = global_code.base_config()
   train_data = global_code.load_split(config, "train")
   test_data = global_code.load_split(config, "test")

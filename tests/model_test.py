@@ -83,6 +83,18 @@ def _networks_and_params():
   return networks, _init(networks)
 
 
+def _assert_same_samples(networks, params, faithful, faithful_params):
+  """Both models draw the same samples from the same key (an option that
+  changes only training and reconstruction)."""
+  _, img = _inputs()
+  rng = jax.random.key(5)
+  np.testing.assert_array_equal(
+      jax.jit(networks.sample_n, static_argnames="num_samples")(
+          params, rng, img, num_samples=2),
+      jax.jit(faithful.sample_n, static_argnames="num_samples")(
+          faithful_params, rng, img, num_samples=2))
+
+
 def _prior_core_outputs(params, img, **kwargs):
   """The prior core's output shapes (its outputs are not part of the public
   API); traced only, nothing compiled."""
@@ -371,11 +383,7 @@ def test_residual_posterior_sees_what_the_coarse_levels_leave_unexplained():
   out = jax.jit(residual.train_outputs)(shared, jax.random.key(4), seg=seg,
                                         img=img)
   assert len(out.kl) == 3 and all(np.all(np.isfinite(k)) for k in out.kl)
-  np.testing.assert_array_equal(
-      jax.jit(residual.sample_n, static_argnames="num_samples")(
-          shared, jax.random.key(5), img, num_samples=2),
-      jax.jit(networks.sample_n, static_argnames="num_samples")(
-          params, jax.random.key(5), img, num_samples=2))
+  _assert_same_samples(residual, shared, networks, params)
   with pytest.raises(ValueError, match="residual_posterior_from=3"):
     networks_lib.make_networks(_model_config(residual_posterior_from=3))
 
@@ -411,12 +419,8 @@ def test_level_dropout_decodes_prior_means_and_drops_their_kl():
   assert head_grad(dropped, 1) == 0.0 and head_grad(dropped, 2) == 0.0
   assert head_grad(dropped, 0) > 0.0
   assert head_grad(full, 2) > 0.0
-  # Sampling and reconstruction are untouched by the option.
-  np.testing.assert_array_equal(
-      jax.jit(dropped.sample_n, static_argnames="num_samples")(
-          params, rng, img, num_samples=2),
-      jax.jit(full.sample_n, static_argnames="num_samples")(
-          params, rng, img, num_samples=2))
+  # Sampling is untouched by the option.
+  _assert_same_samples(dropped, params, full, params)
   with pytest.raises(ValueError, match="level_dropout_from=3"):
     networks_lib.make_networks(_model_config(level_dropout_rate=0.5,
                                              level_dropout_from=3))
@@ -547,12 +551,7 @@ def test_max_pooling_posterior_changes_only_the_posterior():
           hk.transform(unet_utils.max_pool_down).apply({}, None, peak[0])),
       peak[1], rtol=1e-5, atol=1e-6)
   assert not np.allclose(mean[1], peak[1])
-  rng = jax.random.key(3)
-  np.testing.assert_array_equal(
-      jax.jit(pooled.sample_n, static_argnames="num_samples")(
-          params, rng, img, num_samples=2),
-      jax.jit(networks.sample_n, static_argnames="num_samples")(
-          params, rng, img, num_samples=2))
+  _assert_same_samples(pooled, params, networks, params)
   with pytest.raises(ValueError, match="posterior_pooling='avg'"):
     networks_lib.make_networks(_model_config(posterior_pooling="avg"))
 
