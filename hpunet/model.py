@@ -341,8 +341,9 @@ class HierarchicalProbUNet(hk.Module):
   the synthetic benchmark three spots of ~32 pixels each are 0.6 % of a
   128x128 annotation, and a posterior trained only to read the spot bit on
   its 1x1 latent stays at chance for 300 steps (one seed) or all 400 (the
-  other); with max pooling it reads it by step 50 (README, "Round 12"). The prior and `f_comb` keep
-  average pooling: sampling sees the image, as in the papers.
+  other); with max pooling it reads it by step 50 (README, "Round 12").
+  The prior and `f_comb` keep average pooling: sampling sees the image, as
+  in the papers.
   """
 
   def __init__(self,
