@@ -261,11 +261,12 @@ def check_model(config) -> None:
           f"config.model.residual_posterior_from={start!r}: expected 0 (off)"
           f" or an integer in [1, {levels - 1}] (the first of the {levels} "
           "latent levels, coarse -> fine, whose posterior sees the residual).")
+  from hpunet import model as hpu_model  # pylint: disable=g-import-not-at-top
   pooling = config.model.get("posterior_pooling", "mean")
-  if pooling not in ("mean", "max"):  # model.py option, "mean" if absent
+  if pooling not in hpu_model.POOLING:  # model.py option, "mean" if absent
     raise UserError(
-        f"config.model.posterior_pooling={pooling!r}: expected 'mean' (the "
-        "papers' average pooling) or 'max'.")
+        f"config.model.posterior_pooling={pooling!r}: expected one of "
+        f"{sorted(hpu_model.POOLING)} ('mean': the papers' average pooling).")
   try:  # The constructor's own argument checks (no parameters are made).
     networks_lib.make_networks(config.model)
   except ValueError as e:
