@@ -92,9 +92,11 @@ class Encoder(hk.Module):
 
   def __init__(self, channels_per_block: Sequence[int], convs_per_block: int,
                constrain: Optional[Callable[[Array], Array]], name: str, *,
-               dropout_rate: float = 0.0, num_dropout_blocks: int = 0):
+               dropout_rate: float = 0.0, num_dropout_blocks: int = 0,
+               down: Callable[[Array], Array] = unet_utils.resize_down):
     super().__init__(name=name)
     self._constrain = constrain or _identity
+    self._down = down  # 2x2 average pooling, or max pooling (sPU-Net option)
     self._blocks = [
         ConvBlock(c, convs_per_block, name=f"block_{l}")
         for l, c in enumerate(channels_per_block)
@@ -108,7 +110,7 @@ class Encoder(hk.Module):
     outputs = []
     for l, block in enumerate(self._blocks):
       if l:
-        x = self._constrain(unet_utils.resize_down(x))
+        x = self._constrain(self._down(x))
       if dropout and self._dropout_rate and l >= self._first_dropout_block:
         x = _dropout(x, self._dropout_rate)
       x = self._constrain(block(x))  # [B, H/2^l, W/2^l, C_l]

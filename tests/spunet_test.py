@@ -318,6 +318,42 @@ def test_unlabelled_pixels_reach_the_posterior_as_no_class():
     validation.check_model(config)
 
 
+def test_max_pooling_posterior():
+  """`posterior_pooling="max"`: the posterior's blocks are joined by 2x2 max
+  pooling and its head reads the global max; parameters and sampling are
+  the faithful model's."""
+  options = dict(posterior_pooling="max")
+  _, params, fns = _variant(**options)
+  _, mean_params, mean_fns = _variant()
+  assert jax.tree.structure(params) == jax.tree.structure(mean_params)
+  seg, img = _inputs()
+  np.testing.assert_array_equal(
+      fns["sample"](params, jax.random.key(1), img).logits,
+      mean_fns["sample"](params, jax.random.key(1), img).logits)
+  posterior = lambda m, seg, img: m.posterior(seg, img)
+  name = "spunet/~/posterior/~/"
+  _, block_0 = _captured_call(options, name + "encoder/~/block_0",
+                              posterior)(params, seg, img)  # [2, 16, 16, 4]
+  x_1, _ = _captured_call(options, name + "encoder/~/block_1", posterior)(
+      params, seg, img)  # [2, 8, 8, 4]
+  b = np.asarray(block_0)
+  np.testing.assert_array_equal(x_1, np.maximum.reduce(
+      [b[:, i::2, j::2] for i in (0, 1) for j in (0, 1)]))
+  _, block_2 = _captured_call(options, name + "encoder/~/block_2",
+                              posterior)(params, seg, img)  # [2, 4, 4, 16]
+  head_in, _ = _captured_call(options, name + "latent_head", posterior)(
+      params, seg, img)  # [2, 1, 1, 16]
+  np.testing.assert_array_equal(head_in,
+                                np.max(block_2, axis=(1, 2), keepdims=True))
+  q = fns["reconstruct"](params, jax.random.key(2), seg=seg, img=img,
+                         mean=True).posterior[0]
+  q_mean = mean_fns["reconstruct"](params, jax.random.key(2), seg=seg,
+                                   img=img, mean=True).posterior[0]
+  assert not np.allclose(q.loc, q_mean.loc)
+  with pytest.raises(ValueError, match="posterior_pooling"):
+    networks_lib.make_networks(dict(_CONFIG, posterior_pooling="avg"))
+
+
 def test_he_normal_and_orthogonal_initialisation():
   _, orthogonal = _networks_and_params()  # the default: the paper's
   name = "spunet/~/decoder_1/~/conv_0"  # 3x3, 24 -> 8: fan_in 216
