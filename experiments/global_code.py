@@ -85,11 +85,13 @@ RESULTS = os.path.join(REPO, "experiments", "results", "global_code")
 # the best-calibrated recipe, with the skips, the coarse-first recipes
 # (round 7; round 9 with the residual posterior; round 10 with a level
 # dropout floor, with and without it), round 11's KL price per level
-# (with a scalar and a 4-d 1x1 latent) and round 12's max-pooling posterior.
+# (with a scalar and a 4-d 1x1 latent), round 12's max-pooling posterior
+# and round 13's price on its 8x8 level.
 EVALUATED_RUNS = ("s128_elbo_b10", "s128_elbo_b10_skips", "s128_coarse_first",
                   "s128_residual", "s128_residual_floor",
                   "s128_coarse_first_floor", "s128_scale_price",
-                  "s128_scale_price_z4", "s128_max_pool")
+                  "s128_scale_price_z4", "s128_max_pool",
+                  "s128_max_pool_fine_price")
 
 
 def base_config():
