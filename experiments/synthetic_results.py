@@ -403,7 +403,8 @@ CURVE_SEED0 = ("hpunet",)
 # Experiment -> the seeds that get `diagnose` (the others: main table only).
 DIAGNOSED = {"hpunet": (0,), "kl_balance": (0,), "kl_balance_kappa": (0,),
              "spunet_warmup": (0,), "s128": (0,), "elbo": (0,),
-             "level_dropout": (0,), "elbo_level_dropout": (0,)}
+             "level_dropout": (0,), "elbo_level_dropout": (0,),
+             "s128_max_pool": (0,)}
 ORDER = ([(name, RUNS[name][1][0]) for name in RUNS] +
          [(name, s) for name in RUNS for s in RUNS[name][1][1:]])
 
