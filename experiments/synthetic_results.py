@@ -81,6 +81,11 @@ _COARSE_FIRST = ("--config.loss.type=elbo",
                  "--config.model.latent_dims=(4,1,1,1)",
                  "--config.model.level_dropout_rate=0.99",
                  "--config.loss.level_dropout_decay_steps=(400,1000)")
+# Round 12's recipe (s128_max_pool), the base of round 13's variant.
+_MAX_POOL = ("--config.loss.type=elbo",
+             "--config.loss.beta=10.0",
+             "--config.model.global_latent_skips=True",
+             "--config.model.posterior_pooling=max")
 
 # experiment -> (config name, seeds, label, what it stands for[,
 #   --config.x=y overrides])
@@ -311,10 +316,7 @@ RUNS = {
                       "max-pooling posterior",
                       "as s128_elbo_b10_skips, the posterior's encoder "
                       "halves the resolution by 2x2 max pooling",
-                      ("--config.loss.type=elbo",
-                       "--config.loss.beta=10.0",
-                       "--config.model.global_latent_skips=True",
-                       "--config.model.posterior_pooling=max")),
+                      _MAX_POOL),
     # Round 13: in s128_max_pool the spots are on the 1x1 level in every
     # seed, but the 8x8 cells keep a second copy (seed 2: 0.80 of the spot
     # variance from that level alone, ~20 nats of objective). The copy is
@@ -330,12 +332,9 @@ RUNS = {
                                  "price 1/1/1/2 by level",
                                  "as s128_max_pool, the KL of the 8x8 level "
                                  "weighted 2",
-                                 ("--config.loss.type=elbo",
-                                  "--config.loss.beta=10.0",
-                                  "--config.model.global_latent_skips=True",
-                                  "--config.model.posterior_pooling=max",
-                                  "--config.loss.kl_level_weights="
-                                  "(1.0,1.0,1.0,2.0)")),
+                                 _MAX_POOL + (
+                                     "--config.loss.kl_level_weights="
+                                     "(1.0,1.0,1.0,2.0)",)),
     # Round 13's baseline: the sPU-Net with what made the HPU-Net's global
     # code work (ELBO beta = 10, a max-pooling posterior), so that the
     # comparison gives both models the same remedy. Its posterior averages
